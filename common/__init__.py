@@ -1,0 +1,1 @@
+"""Building blocks shared by both bundles: blocks, attention, losses, transforms, data, phantoms, engines."""

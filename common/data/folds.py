@@ -1,0 +1,130 @@
+"""Volume-stratified k-fold splits (Bouget et al. 2021, Section 3): train on k-2 folds, validate on one, test on one.
+
+Each fold holds a similar distribution of tumour volumes: cases are sorted by label volume and every consecutive
+block of k cases is dealt out to the k folds in a random order. Fold ``f`` of the rotation tests on fold ``f``,
+validates on fold ``f + 1 (mod k)`` and trains on the rest (3 / 1 / 1 for k = 5).
+
+Command line: ``make-folds DATASET_DIR [--num-folds 5] [--seed 0]`` (or ``python -m common.data.folds``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from monai.data import load_decathlon_datalist
+
+__all__ = ["default_splits_path", "ensure_folds", "label_volume_ml", "load_split", "main", "make_folds"]
+
+SECTIONS = ("training", "validation", "test")
+
+
+def label_volume_ml(path: str) -> float:
+    """Foreground volume of a label file in ml."""
+    img = nib.load(path)
+    voxels = int(np.count_nonzero(np.asanyarray(img.dataobj)))
+    return voxels * float(abs(np.linalg.det(img.affine[:3, :3]))) / 1000.0
+
+
+def _assign_folds(volumes: Sequence[float], num_folds: int, seed: int) -> list[int]:
+    """Fold index per case: sort by volume, deal each block of ``num_folds`` cases out in a random order."""
+    rng = np.random.default_rng(seed)
+    order = np.argsort(np.asarray(volumes), kind="stable")
+    folds = np.empty(len(volumes), dtype=int)
+    for start in range(0, len(order), num_folds):
+        block = order[start : start + num_folds]
+        folds[block] = rng.permutation(num_folds)[: len(block)]
+    return folds.tolist()
+
+
+def make_folds(datalist: str, output: str, num_folds: int = 5, seed: int = 0, section: str = "training") -> str:
+    """Write volume-stratified splits of a Decathlon datalist section to ``output`` (JSON) and return its path.
+
+    The file holds, for each fold ``f``, the ``training`` / ``validation`` / ``test`` lists with paths relative to
+    the datalist's folder, and each case's volume and fold.
+
+    Raises:
+        ValueError: ``num_folds < 3`` or fewer cases than folds.
+        FileExistsError: ``output`` exists (splits are never overwritten; delete the file to redo them).
+    """
+    if num_folds < 3:
+        raise ValueError(f"num_folds must be at least 3 (train / validation / test), got {num_folds}.")
+    if os.path.exists(output):
+        raise FileExistsError(f"{output} exists; splits are never overwritten. Delete it to make new ones.")
+    root = os.path.dirname(os.path.abspath(datalist))
+    cases = load_decathlon_datalist(datalist, is_segmentation=True, data_list_key=section, base_dir=root)
+    if len(cases) < num_folds:
+        raise ValueError(f"{datalist} has {len(cases)} '{section}' cases; {num_folds} folds need at least that many.")
+    volumes = [label_volume_ml(case["label"]) for case in cases]
+    assignment = _assign_folds(volumes, num_folds, seed)
+    relative = [
+        {k: "./" + os.path.relpath(v, root) if k in ("image", "label") else v for k, v in c.items()} for c in cases
+    ]
+    folds = []
+    for f in range(num_folds):
+        role = {f: "test", (f + 1) % num_folds: "validation"}
+        split: dict[str, list] = {name: [] for name in SECTIONS}
+        for case, fold in zip(relative, assignment):
+            split[role.get(fold, "training")].append(case)
+        folds.append({"fold": f, **split})
+    content = {
+        "datalist": os.path.basename(datalist),
+        "num_folds": num_folds,
+        "seed": seed,
+        "cases": [{**c, "volume_ml": v, "fold": a} for c, v, a in zip(relative, volumes, assignment)],
+        "folds": folds,
+    }
+    tmp = f"{output}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(content, fh, indent=2)
+    os.replace(tmp, output)
+    return output
+
+
+def default_splits_path(datalist: str, num_folds: int, seed: int) -> str:
+    """``<datalist folder>/splits_<k>fold_seed<seed>.json``."""
+    return os.path.join(os.path.dirname(os.path.abspath(datalist)), f"splits_{num_folds}fold_seed{seed}.json")
+
+
+def ensure_folds(datalist: str, num_folds: int = 5, seed: int = 0) -> str:
+    """Path of :func:`default_splits_path`, made by :func:`make_folds` if missing."""
+    output = default_splits_path(datalist, num_folds, seed)
+    return output if os.path.isfile(output) else make_folds(datalist, output, num_folds, seed)
+
+
+def load_split(splits_file: str, fold: int, section: str) -> list[dict]:
+    """The ``section`` list (``training`` / ``validation`` / ``test``) of fold ``fold``, with absolute paths."""
+    if section not in SECTIONS:
+        raise ValueError(f"section must be one of {SECTIONS}, got {section!r}.")
+    with open(splits_file) as fh:
+        content = json.load(fh)
+    if not 0 <= fold < content["num_folds"]:
+        raise ValueError(f"fold must be in [0, {content['num_folds'] - 1}] for {splits_file}, got {fold}.")
+    root = Path(splits_file).resolve().parent
+    return [
+        {k: str(root / v) if k in ("image", "label") else v for k, v in c.items()}
+        for c in content["folds"][fold][section]
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line entry point: write volume-stratified folds next to a dataset's ``dataset.json``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset_dir", help="folder with dataset.json (Decathlon layout)")
+    parser.add_argument("--datalist", help="datalist JSON (default: DATASET_DIR/dataset.json)")
+    parser.add_argument("--num-folds", type=int, default=5, help="number of folds (default: 5, as in the paper)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the fold assignment within volume blocks (default: 0)"
+    )
+    args = parser.parse_args(argv)
+    datalist = args.datalist or os.path.join(args.dataset_dir, "dataset.json")
+    print(make_folds(datalist, default_splits_path(datalist, args.num_folds, args.seed), args.num_folds, args.seed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Per-case JSON report of the segmented tumour: total volume and each connected lesion."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from monai.data import FolderLayout, MetaTensor
+from monai.transforms import MapTransform
+
+from common.lesions import find_lesions
+
+__all__ = ["LesionReportd"]
+
+
+class LesionReportd(MapTransform):
+    """Write ``<output_dir>/<case><_postfix>.json`` with the tumour volume (ml) and its connected lesions.
+
+    The mask must already be on the input's own grid (after ``Invertd``), so volumes and centroids are those of the
+    original scan. Centroids are in world millimetres in RAS (the NIfTI convention; DICOM LPS has x and y negated).
+    The case name follows ``SaveImaged`` (input file name without extension), so the report sits beside the masks.
+
+    Args:
+        keys: the binary mask key (one key).
+        output_dir: folder for the reports.
+        postfix: appended to the case name. Defaults to ``"report"``.
+        extra: constant fields added to every report (for example the threshold and the model name).
+    """
+
+    def __init__(
+        self, keys: str, output_dir: str, postfix: str = "report", extra: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(keys)
+        self.layout = FolderLayout(output_dir=output_dir, postfix=postfix, extension=".json", makedirs=True)
+        self.extra = dict(extra or {})
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            mask = d[key]
+            if not isinstance(mask, MetaTensor):
+                raise TypeError(f"{key} must be a MetaTensor carrying its affine, got {type(mask).__name__}.")
+            source = str(mask.meta.get("filename_or_obj", "case"))
+            affine = np.asarray(mask.affine, dtype=np.float64)
+            lesions = find_lesions(mask.detach().cpu().numpy()[0], affine)
+            report = {
+                "input": source,
+                "orientation": "".join(nib.aff2axcodes(affine)),
+                "spacing_mm": [float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)],
+                "tumour_volume_ml": float(sum(lesion.volume_ml for lesion in lesions)),
+                "num_lesions": len(lesions),
+                "lesions": [lesion.to_dict() for lesion in lesions],
+                "coordinates": "world RAS mm",
+                **self.extra,
+            }
+            path = self.layout.filename(subject=source)
+            tmp = f"{path}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(report, f, indent=2)
+            os.replace(tmp, path)
+            d[f"{key}_report"] = str(path)
+        return d

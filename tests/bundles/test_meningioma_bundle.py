@@ -1,0 +1,295 @@
+"""The meningioma_agunet bundle end to end, through real ``python -m monai.bundle`` subprocesses on tiny phantoms."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from bundle_helpers import SCHEMA, TINY_MENINGIOMA, bundle_dir, config_files, monai_bundle
+from monai.bundle import ConfigWorkflow
+
+BUNDLE = "meningioma_agunet"
+CONFIGS = bundle_dir(BUNDLE) / "configs"
+
+
+def _workflow(configs: list[str], workflow_type: str, **override) -> ConfigWorkflow:
+    files = [str(CONFIGS / f"{c}.json") for c in configs]
+    return ConfigWorkflow(
+        config_file=files,
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=False,
+        workflow_type=workflow_type,
+        **override,
+    )
+
+
+def test_metadata_is_valid_against_the_schema():
+    monai_bundle("verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"), "--filepath", str(SCHEMA))
+
+
+def test_inference_and_train_configs_build_the_same_network():
+    train = _workflow(["train"], "train").parser
+    infer = _workflow(["inference"], "infer").parser
+    assert train.get("network_def") == infer.get("network_def")
+    for key in (
+        "filters",
+        "attention",
+        "gate_mode",
+        "multi_scale",
+        "deep_supervision",
+        "spatial_size",
+        "target_spacing",
+    ):
+        assert train.get(key) == infer.get(key), key
+
+
+@pytest.mark.parametrize(
+    ("configs", "workflow_type"),
+    [
+        (["train"], "train"),
+        (["train", "evaluate"], "train"),
+        (["train", "multi_gpu_train"], "train"),
+        (["inference"], "infer"),
+    ],
+)
+def test_check_properties_is_empty(configs, workflow_type, trained, meningioma_phantoms, monkeypatch):
+    """``check_properties`` parses every required component, so it runs on the tiny phantoms and network."""
+    if "multi_gpu_train" in configs:  # a one-process gloo group on 127.0.0.1, as torchrun would set up
+        for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    workflow = _workflow(
+        configs,
+        workflow_type,
+        **TINY_MENINGIOMA,
+        bundle_root=str(bundle_dir(BUNDLE)),
+        dataset_dir=str(meningioma_phantoms if workflow_type == "train" else meningioma_phantoms / "imagesTs"),
+        output_dir=str(trained / "properties"),
+        ckpt_dir=str(trained / "properties"),
+        ckpt_path=str(trained / "models" / "model.pt"),
+    )
+    workflow.initialize()
+    try:
+        assert workflow.check_properties() == []
+    finally:
+        workflow.finalize()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_verify_net_in_out():
+    monai_bundle(
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        str(CONFIGS / "metadata.json"),
+        "--config_file",
+        config_files(BUNDLE, "inference"),
+        "--n",
+        "2",
+        overrides={"filters": TINY_MENINGIOMA["filters"]},
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(meningioma_phantoms, tmp_path_factory) -> Path:
+    """Train the tiny network for two epochs; returns the run folder with models/model.pt."""
+    run = tmp_path_factory.mktemp("meningioma_run")
+    proc = monai_bundle(
+        "run",
+        "--config_file",
+        config_files(BUNDLE, "train"),
+        overrides={
+            **TINY_MENINGIOMA,
+            "bundle_root": str(bundle_dir(BUNDLE)),
+            "dataset_dir": str(meningioma_phantoms),
+            "output_dir": str(run / "eval"),
+            "ckpt_dir": str(run / "models"),
+            "epochs": 2,
+            "batch_size": 2,
+            "gradient_accumulation_steps": 2,
+        },
+    )
+    (run / "train.log").write_text(proc.stdout + proc.stderr)
+    return run
+
+
+def test_train_writes_best_checkpoint_and_logs_losses(trained):
+    log = (trained / "train.log").read_text()
+    assert "Epoch[2]" in log and "val_loss" in log and "val_mean_dice" in log
+    state = torch.load(trained / "models" / "model.pt", weights_only=True)
+    assert any(key.endswith("weight") for key in state)
+    assert list((trained / "eval").glob("events.out.tfevents*")), "TensorBoard statistics missing"
+
+
+def test_evaluate_writes_per_case_metrics(trained, meningioma_phantoms):
+    monai_bundle(
+        "run",
+        "--config_file",
+        config_files(BUNDLE, "train", "evaluate"),
+        overrides={
+            **TINY_MENINGIOMA,
+            "bundle_root": str(bundle_dir(BUNDLE)),
+            "dataset_dir": str(meningioma_phantoms),
+            "output_dir": str(trained / "evaluation"),
+            "ckpt_path": str(trained / "models" / "model.pt"),
+        },
+    )
+    assert (trained / "evaluation" / "test_mean_dice_raw.csv").is_file()
+    assert list((trained / "evaluation" / "predictions").glob("*_seg.nii.gz"))
+
+
+def _oblique_lps_case(source: Path, target: Path) -> None:
+    """Rewrite a phantom with an oblique LPS affine and anisotropic voxels: a grid unlike the training data."""
+    img = nib.load(str(source))
+    angle = np.deg2rad(12.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ rotation @ np.diag([3.1, 2.7, 5.2])
+    affine[:3, 3] = [90.0, 110.0, -70.0]
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), affine), str(target))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_inference_outputs_on_the_input_grid_and_batch_survives_bad_cases(trained, meningioma_phantoms, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    good = inputs / "oblique_lps.nii.gz"
+    _oblique_lps_case(next((meningioma_phantoms / "imagesTs").glob("*.nii.gz")), good)
+    assert nib.aff2axcodes(nib.load(str(good)).affine)[:2] == ("L", "P")
+    (inputs / "not_an_image.nii.gz").write_text("this is not a NIfTI file")
+    (inputs / "truncated.nii.gz").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    nib.save(nib.Nifti1Image(np.random.rand(20, 20).astype(np.float32), np.eye(4)), str(inputs / "flat_2d.nii.gz"))
+    nib.save(
+        nib.Nifti1Image(np.random.rand(20, 20, 20, 3).astype(np.float32), np.eye(4)), str(inputs / "series_4d.nii.gz")
+    )
+    nan = np.random.rand(20, 20, 20).astype(np.float32)
+    nan[3, 4, 5] = np.nan
+    nib.save(nib.Nifti1Image(nan, np.eye(4)), str(inputs / "nan_voxels.nii.gz"))
+    before = {p.name: _sha(p) for p in inputs.iterdir()}
+
+    out = tmp_path / "out"
+    proc = monai_bundle(
+        "run",
+        "--config_file",
+        config_files(BUNDLE, "inference"),
+        check=False,
+        overrides={
+            **TINY_MENINGIOMA,
+            "bundle_root": str(bundle_dir(BUNDLE)),
+            "dataset_dir": str(inputs),
+            "output_dir": str(out),
+            "ckpt_path": str(trained / "models" / "model.pt"),
+        },
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 1, log
+    summary = json.loads((out / "inference_summary.json").read_text())
+    assert [Path(c).name for c in summary["succeeded"]] == ["oblique_lps.nii.gz"]
+    failed = {Path(f["case"]).name: f["error"] for f in summary["failed"]}
+    assert set(failed) == {
+        "not_an_image.nii.gz",
+        "truncated.nii.gz",
+        "flat_2d.nii.gz",
+        "series_4d.nii.gz",
+        "nan_voxels.nii.gz",
+    }
+    assert "2D" in failed["flat_2d.nii.gz"] and "3 volumes" in failed["series_4d.nii.gz"]
+    assert "NaN" in failed["nan_voxels.nii.gz"] and "nan_voxels.nii.gz" in failed["nan_voxels.nii.gz"]
+    for name in failed:
+        assert name in log, f"{name} not named in the output"
+    assert "5 case(s) failed" in log
+    assert {p.name: _sha(p) for p in inputs.iterdir()} == before, "an input file was modified"
+
+    source = nib.load(str(good))
+    for postfix, dtype in (("prob", np.float32), ("seg", np.uint8)):
+        result = nib.load(str(out / f"oblique_lps_{postfix}.nii.gz"))
+        assert result.shape == source.shape
+        np.testing.assert_allclose(result.affine, source.affine, atol=1e-4)
+        assert result.get_data_dtype() == dtype
+    prob = nib.load(str(out / "oblique_lps_prob.nii.gz")).get_fdata()
+    assert prob.min() >= 0.0 and prob.max() <= 1.0
+    report = json.loads((out / "oblique_lps_report.json").read_text())
+    seg = nib.load(str(out / "oblique_lps_seg.nii.gz")).get_fdata()
+    voxel_ml = abs(np.linalg.det(source.affine[:3, :3])) / 1000
+    assert report["tumour_volume_ml"] == pytest.approx(seg.sum() * voxel_ml)
+    assert report["num_lesions"] == len(report["lesions"]) and report["orientation"] == "".join(
+        nib.aff2axcodes(source.affine)
+    )
+
+
+def test_inference_refuses_to_write_into_the_input_folder(trained, meningioma_phantoms, tmp_path):
+    proc = monai_bundle(
+        "run",
+        "--config_file",
+        config_files(BUNDLE, "inference"),
+        check=False,
+        overrides={
+            **TINY_MENINGIOMA,
+            "bundle_root": str(bundle_dir(BUNDLE)),
+            "dataset_dir": str(meningioma_phantoms / "imagesTs"),
+            "output_dir": str(meningioma_phantoms),
+            "ckpt_path": str(trained / "models" / "model.pt"),
+        },
+    )
+    assert proc.returncode != 0 and "no input can be overwritten" in proc.stdout + proc.stderr
+
+
+def test_inference_without_weights_says_how_to_get_them(meningioma_phantoms, tmp_path):
+    proc = monai_bundle(
+        "run",
+        "--config_file",
+        config_files(BUNDLE, "inference"),
+        check=False,
+        overrides={
+            **TINY_MENINGIOMA,
+            "bundle_root": str(bundle_dir(BUNDLE)),
+            "dataset_dir": str(meningioma_phantoms / "imagesTs"),
+            "output_dir": str(tmp_path / "out"),
+            "ckpt_path": str(tmp_path / "missing" / "model.pt"),
+        },
+    )
+    err = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert "No trained weights at" in err and "configs/train.json" in err
+    assert "Traceback" not in err
+
+
+def test_torchscript_export_matches_pytorch(trained, tmp_path):
+    ts_path = tmp_path / "model.ts"
+    monai_bundle(
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(ts_path),
+        "--ckpt_file",
+        str(trained / "models" / "model.pt"),
+        "--meta_file",
+        str(CONFIGS / "metadata.json"),
+        "--config_file",
+        config_files(BUNDLE, "inference"),
+        overrides={"filters": TINY_MENINGIOMA["filters"]},
+    )
+    scripted = torch.jit.load(str(ts_path))
+    from meningioma_agunet.network import AGUNet
+
+    net = AGUNet(filters=TINY_MENINGIOMA["filters"])
+    net.load_state_dict(torch.load(trained / "models" / "model.pt", weights_only=True))
+    net.eval()
+    x = torch.rand(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-4)

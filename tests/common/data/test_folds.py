@@ -1,0 +1,73 @@
+"""Volume-stratified folds: 3 train / 1 validation / 1 test rotating, never overwritten, CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from common.data import ensure_folds, find_cases, load_split, make_folds
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    (tmp_path / "imagesTr").mkdir()
+    (tmp_path / "labelsTr").mkdir()
+    training = []
+    for i in range(10):
+        label = np.zeros((10, 10, 10), np.uint8)
+        label[: i + 1, :5, :2] = 1  # volumes 10, 20, ... 100 voxels
+        nib.save(nib.Nifti1Image(label, np.eye(4)), str(tmp_path / f"labelsTr/c{i}.nii.gz"))
+        nib.save(nib.Nifti1Image(label.astype(np.float32), np.eye(4)), str(tmp_path / f"imagesTr/c{i}.nii.gz"))
+        training.append({"image": f"./imagesTr/c{i}.nii.gz", "label": f"./labelsTr/c{i}.nii.gz"})
+    (tmp_path / "dataset.json").write_text(json.dumps({"training": training, "test": []}))
+    return tmp_path
+
+
+def test_rotation_and_stratification(dataset):
+    path = ensure_folds(str(dataset / "dataset.json"), num_folds=5, seed=3)
+    content = json.loads(Path(path).read_text())
+    # each fold gets one case from each volume block of five: one small and one large case
+    for fold in range(5):
+        volumes = sorted(c["volume_ml"] for c in content["cases"] if c["fold"] == fold)
+        assert len(volumes) == 2 and volumes[0] <= 0.05 < volumes[1]
+    for fold in range(5):
+        split = {s: load_split(path, fold, s) for s in ("training", "validation", "test")}
+        assert [len(split[s]) for s in ("training", "validation", "test")] == [6, 2, 2]
+        images = [c["image"] for s in split.values() for c in s]
+        assert len(set(images)) == 10 and all(image.startswith(str(dataset)) for image in images)
+    tests = [c["image"] for fold in range(5) for c in load_split(path, fold, "test")]
+    assert len(set(tests)) == 10  # every case is tested exactly once
+    assert load_split(path, 0, "validation") == load_split(path, 1, "test")
+
+
+def test_never_overwrites_and_is_deterministic(dataset):
+    first = ensure_folds(str(dataset / "dataset.json"))
+    stamp = Path(first).read_text()
+    assert ensure_folds(str(dataset / "dataset.json")) == first and Path(first).read_text() == stamp
+    with pytest.raises(FileExistsError):
+        make_folds(str(dataset / "dataset.json"), first)
+    with pytest.raises(ValueError, match="fold must be"):
+        load_split(first, 7, "test")
+
+
+def test_cli_and_find_cases(dataset, tmp_path_factory):
+    out = subprocess.run(
+        [sys.executable, "-m", "common.data.folds", str(dataset), "--num-folds", "3"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip().endswith("splits_3fold_seed0.json")
+    assert len(find_cases(str(dataset), section="training")) == 10
+    loose = tmp_path_factory.mktemp("loose")
+    (loose / "a.nii.gz").write_bytes((dataset / "imagesTr/c0.nii.gz").read_bytes())
+    (loose / "series").mkdir()
+    (loose / "series/x.dcm").write_bytes(b"")
+    (loose / "notes.txt").write_text("not an image")
+    assert [c["image"].split("/")[-1] for c in find_cases(str(loose))] == ["a.nii.gz", "series"]
+    with pytest.raises(FileNotFoundError, match=r"no dataset\.json"):
+        find_cases(str(tmp_path_factory.mktemp("empty")))
