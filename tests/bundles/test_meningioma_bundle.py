@@ -13,6 +13,8 @@ import torch
 from bundle_helpers import SCHEMA, TINY_MENINGIOMA, bundle_dir, config_files, monai_bundle
 from monai.bundle import ConfigWorkflow
 
+from common.dicom import write_dicom_series
+
 BUNDLE = "meningioma_agunet"
 CONFIGS = bundle_dir(BUNDLE) / "configs"
 
@@ -86,6 +88,26 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_preprocessing_round_trip_returns_to_the_input_grid(meningioma_phantoms, tmp_path):
+    """Preprocess an oblique, anisotropic LPS volume as the inference config does, invert it, compare with the input."""
+    from monai.transforms import Invertd
+
+    source = tmp_path / "oblique.nii.gz"
+    _oblique_lps_case(next((meningioma_phantoms / "imagesTs").glob("*.nii.gz")), source)
+    parser = _workflow(["inference"], "infer", **TINY_MENINGIOMA).parser
+    preprocessing = parser.get_parsed_content("preprocessing")
+    data = preprocessing({"image": str(source)})
+    assert tuple(data["image"].shape[1:]) == tuple(TINY_MENINGIOMA["spatial_size"])
+    data["pred"] = data["image"].clone()
+    inverted = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False)(data)["pred"]
+    original = nib.load(str(source))
+    assert tuple(inverted.shape[1:]) == original.shape
+    np.testing.assert_allclose(inverted.affine.numpy(), original.affine, atol=1e-4)
+    # the head survives the round trip (min-max scaled, blurred by the down- and up-sampling)
+    scaled = (original.get_fdata() - original.get_fdata().min()) / np.ptp(original.get_fdata())
+    assert np.corrcoef(inverted[0].numpy().ravel(), scaled.ravel())[0, 1] > 0.9
 
 
 def test_verify_net_in_out():
@@ -180,7 +202,9 @@ def test_inference_outputs_on_the_input_grid_and_batch_survives_bad_cases(traine
     nan = np.random.rand(20, 20, 20).astype(np.float32)
     nan[3, 4, 5] = np.nan
     nib.save(nib.Nifti1Image(nan, np.eye(4)), str(inputs / "nan_voxels.nii.gz"))
-    before = {p.name: _sha(p) for p in inputs.iterdir()}
+    dicom_source = nib.load(str(good))
+    write_dicom_series(np.asarray(dicom_source.dataobj), dicom_source.affine, inputs / "dicom_series")
+    before = {p.name: _sha(p) for p in inputs.iterdir() if p.is_file()}
 
     out = tmp_path / "out"
     proc = monai_bundle(
@@ -199,7 +223,7 @@ def test_inference_outputs_on_the_input_grid_and_batch_survives_bad_cases(traine
     log = proc.stdout + proc.stderr
     assert proc.returncode == 1, log
     summary = json.loads((out / "inference_summary.json").read_text())
-    assert [Path(c).name for c in summary["succeeded"]] == ["oblique_lps.nii.gz"]
+    assert sorted(Path(c).name for c in summary["succeeded"]) == ["dicom_series", "oblique_lps.nii.gz"]
     failed = {Path(f["case"]).name: f["error"] for f in summary["failed"]}
     assert set(failed) == {
         "not_an_image.nii.gz",
@@ -213,7 +237,10 @@ def test_inference_outputs_on_the_input_grid_and_batch_survives_bad_cases(traine
     for name in failed:
         assert name in log, f"{name} not named in the output"
     assert "5 case(s) failed" in log
-    assert {p.name: _sha(p) for p in inputs.iterdir()} == before, "an input file was modified"
+    assert {p.name: _sha(p) for p in inputs.iterdir() if p.is_file()} == before, "an input file was modified"
+    dicom_seg = nib.load(str(out / "dicom_series_seg.nii.gz"))
+    assert dicom_seg.shape == dicom_source.shape
+    np.testing.assert_allclose(dicom_seg.affine, dicom_source.affine, atol=1e-3)
 
     source = nib.load(str(good))
     for postfix, dtype in (("prob", np.float32), ("seg", np.uint8)):
