@@ -37,3 +37,14 @@ def config_files(name: str, *configs: str) -> str:
     """``--config_file`` value: one path, or a JSON list of paths for an overlay."""
     paths = [str(bundle_dir(name) / "configs" / f"{c}.json") for c in configs]
     return paths[0] if len(paths) == 1 else json.dumps(paths)
+
+
+def run_config(bundle: str, configs: tuple[str, ...], tiny: dict, check: bool = True, **overrides):
+    """``monai.bundle run`` of ``bundle``'s ``configs`` (an overlay when several) with ``tiny`` and ``overrides``."""
+    return monai_bundle(
+        "run",
+        "--config_file",
+        config_files(bundle, *configs),
+        check=check,
+        overrides={**tiny, "bundle_root": str(bundle_dir(bundle)), **overrides},
+    )

@@ -171,7 +171,9 @@ def _thresholds_of(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, float]]
 
 
 def _column(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
-    return np.array([float(row.get(key, math.nan)) for row in rows], dtype=np.float64)
+    """One field of all rows as float64; missing or empty (CSV) values are NaN."""
+    values = (row.get(key) for row in rows)
+    return np.array([math.nan if v is None or v == "" else float(v) for v in values], dtype=np.float64)
 
 
 def _counts(row: Mapping[str, Any]) -> DetectionCounts:
@@ -216,7 +218,7 @@ def summarise_case_metrics(
     summary["pred_volume_ml"] = mean_std(_column(rows, "pred_volume_ml"))
     summary["dice_at_thresholds"] = {f"{t:g}": mean_std(_column(rows, key)) for key, t in thresholds}
     best: dict[str, float] | None = None
-    for key, t in thresholds:
+    for _, t in thresholds:
         value = summary["dice_at_thresholds"][f"{t:g}"]["mean"]
         if not math.isnan(value) and (best is None or value > best["dice"]):
             best = {"threshold": t, "dice": value}

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from common.lesions import CONNECTIVITY_26
 
-__all__ = ["DetectionCounts", "dice_tp", "detection_scores", "match_lesions"]
+__all__ = ["DetectionCounts", "detection_scores", "dice_tp", "match_lesions"]
 
 
 @dataclass(frozen=True)

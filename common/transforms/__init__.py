@@ -3,5 +3,6 @@
 from common.transforms.check_image import CheckImaged, InvalidImageError
 from common.transforms.head_crop import HeadForeground
 from common.transforms.lesion_report import LesionReportd
+from common.transforms.world_box import CropWorldBoxd, patch_size_voxels
 
-__all__ = ["CheckImaged", "HeadForeground", "InvalidImageError", "LesionReportd"]
+__all__ = ["CheckImaged", "CropWorldBoxd", "HeadForeground", "InvalidImageError", "LesionReportd", "patch_size_voxels"]

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_helpers import SCHEMA, TINY_MENINGIOMA, bundle_dir, config_files, monai_bundle
+from bundle_helpers import SCHEMA, TINY_MENINGIOMA, bundle_dir, config_files, monai_bundle, run_config
 from monai.bundle import ConfigWorkflow
 
 from common.dicom import write_dicom_series
@@ -28,6 +28,11 @@ def _workflow(configs: list[str], workflow_type: str, **override) -> ConfigWorkf
         workflow_type=workflow_type,
         **override,
     )
+
+
+def _run(configs: tuple[str, ...], check: bool = True, **overrides):
+    """Run the bundle's configs on the tiny network with ``overrides``."""
+    return run_config(BUNDLE, configs, TINY_MENINGIOMA, check=check, **overrides)
 
 
 def test_metadata_is_valid_against_the_schema():
@@ -128,20 +133,14 @@ def test_verify_net_in_out():
 def trained(meningioma_phantoms, tmp_path_factory) -> Path:
     """Train the tiny network for two epochs; returns the run folder with models/model.pt."""
     run = tmp_path_factory.mktemp("meningioma_run")
-    proc = monai_bundle(
-        "run",
-        "--config_file",
-        config_files(BUNDLE, "train"),
-        overrides={
-            **TINY_MENINGIOMA,
-            "bundle_root": str(bundle_dir(BUNDLE)),
-            "dataset_dir": str(meningioma_phantoms),
-            "output_dir": str(run / "eval"),
-            "ckpt_dir": str(run / "models"),
-            "epochs": 2,
-            "batch_size": 2,
-            "gradient_accumulation_steps": 2,
-        },
+    proc = _run(
+        ("train",),
+        dataset_dir=str(meningioma_phantoms),
+        output_dir=str(run / "eval"),
+        ckpt_dir=str(run / "models"),
+        epochs=2,
+        batch_size=2,
+        gradient_accumulation_steps=2,
     )
     (run / "train.log").write_text(proc.stdout + proc.stderr)
     return run
@@ -156,19 +155,18 @@ def test_train_writes_best_checkpoint_and_logs_losses(trained):
 
 
 def test_evaluate_writes_per_case_metrics(trained, meningioma_phantoms):
-    monai_bundle(
-        "run",
-        "--config_file",
-        config_files(BUNDLE, "train", "evaluate"),
-        overrides={
-            **TINY_MENINGIOMA,
-            "bundle_root": str(bundle_dir(BUNDLE)),
-            "dataset_dir": str(meningioma_phantoms),
-            "output_dir": str(trained / "evaluation"),
-            "ckpt_path": str(trained / "models" / "model.pt"),
-        },
+    _run(
+        ("train", "evaluate"),
+        dataset_dir=str(meningioma_phantoms),
+        output_dir=str(trained / "evaluation"),
+        ckpt_path=str(trained / "models" / "model.pt"),
     )
     assert (trained / "evaluation" / "test_mean_dice_raw.csv").is_file()
+    summary = json.loads((trained / "evaluation" / "metrics_summary.json").read_text())
+    for key in ("dice", "dice_tp", "f1", "recall", "precision", "assd_mm", "hd95_mm"):
+        assert key in json.dumps(summary), key
+    rows = (trained / "evaluation" / "case_metrics.csv").read_text().splitlines()
+    assert len(rows) == 2  # header + the one test case of fold 0
     assert list((trained / "evaluation" / "predictions").glob("*_seg.nii.gz"))
 
 
@@ -207,18 +205,12 @@ def test_inference_outputs_on_the_input_grid_and_batch_survives_bad_cases(traine
     before = {p.name: _sha(p) for p in inputs.iterdir() if p.is_file()}
 
     out = tmp_path / "out"
-    proc = monai_bundle(
-        "run",
-        "--config_file",
-        config_files(BUNDLE, "inference"),
+    proc = _run(
+        ("inference",),
         check=False,
-        overrides={
-            **TINY_MENINGIOMA,
-            "bundle_root": str(bundle_dir(BUNDLE)),
-            "dataset_dir": str(inputs),
-            "output_dir": str(out),
-            "ckpt_path": str(trained / "models" / "model.pt"),
-        },
+        dataset_dir=str(inputs),
+        output_dir=str(out),
+        ckpt_path=str(trained / "models" / "model.pt"),
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 1, log
@@ -260,35 +252,23 @@ def test_inference_outputs_on_the_input_grid_and_batch_survives_bad_cases(traine
 
 
 def test_inference_refuses_to_write_into_the_input_folder(trained, meningioma_phantoms, tmp_path):
-    proc = monai_bundle(
-        "run",
-        "--config_file",
-        config_files(BUNDLE, "inference"),
+    proc = _run(
+        ("inference",),
         check=False,
-        overrides={
-            **TINY_MENINGIOMA,
-            "bundle_root": str(bundle_dir(BUNDLE)),
-            "dataset_dir": str(meningioma_phantoms / "imagesTs"),
-            "output_dir": str(meningioma_phantoms),
-            "ckpt_path": str(trained / "models" / "model.pt"),
-        },
+        dataset_dir=str(meningioma_phantoms / "imagesTs"),
+        output_dir=str(meningioma_phantoms),
+        ckpt_path=str(trained / "models" / "model.pt"),
     )
     assert proc.returncode != 0 and "no input can be overwritten" in proc.stdout + proc.stderr
 
 
 def test_inference_without_weights_says_how_to_get_them(meningioma_phantoms, tmp_path):
-    proc = monai_bundle(
-        "run",
-        "--config_file",
-        config_files(BUNDLE, "inference"),
+    proc = _run(
+        ("inference",),
         check=False,
-        overrides={
-            **TINY_MENINGIOMA,
-            "bundle_root": str(bundle_dir(BUNDLE)),
-            "dataset_dir": str(meningioma_phantoms / "imagesTs"),
-            "output_dir": str(tmp_path / "out"),
-            "ckpt_path": str(tmp_path / "missing" / "model.pt"),
-        },
+        dataset_dir=str(meningioma_phantoms / "imagesTs"),
+        output_dir=str(tmp_path / "out"),
+        ckpt_path=str(tmp_path / "missing" / "model.pt"),
     )
     err = proc.stdout + proc.stderr
     assert proc.returncode == 1
