@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -10,24 +9,25 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_helpers import SCHEMA, TINY_MENINGIOMA, bundle_dir, config_files, monai_bundle, run_config
-from monai.bundle import ConfigWorkflow
+from bundle_helpers import (
+    SCHEMA,
+    TINY_MENINGIOMA,
+    assert_bad_cases_reported,
+    bundle_dir,
+    check_properties,
+    config_files,
+    monai_bundle,
+    run_config,
+    sha256,
+    workflow,
+    write_bad_inputs,
+    write_oblique_lps,
+)
 
 from common.dicom import write_dicom_series
 
 BUNDLE = "meningioma_agunet"
 CONFIGS = bundle_dir(BUNDLE) / "configs"
-
-
-def _workflow(configs: list[str], workflow_type: str, **override) -> ConfigWorkflow:
-    files = [str(CONFIGS / f"{c}.json") for c in configs]
-    return ConfigWorkflow(
-        config_file=files,
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=False,
-        workflow_type=workflow_type,
-        **override,
-    )
 
 
 def _run(configs: tuple[str, ...], check: bool = True, **overrides):
@@ -40,8 +40,8 @@ def test_metadata_is_valid_against_the_schema():
 
 
 def test_inference_and_train_configs_build_the_same_network():
-    train = _workflow(["train"], "train").parser
-    infer = _workflow(["inference"], "infer").parser
+    train = workflow(BUNDLE, ["train"], "train").parser
+    infer = workflow(BUNDLE, ["inference"], "infer").parser
     assert train.get("network_def") == infer.get("network_def")
     for key in (
         "filters",
@@ -66,33 +66,18 @@ def test_inference_and_train_configs_build_the_same_network():
 )
 def test_check_properties_is_empty(configs, workflow_type, trained, meningioma_phantoms, monkeypatch):
     """``check_properties`` parses every required component, so it runs on the tiny phantoms and network."""
-    if "multi_gpu_train" in configs:  # a one-process gloo group on 127.0.0.1, as torchrun would set up
-        for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("MASTER_PORT", str(_free_port()))
-    workflow = _workflow(
+    missing = check_properties(
+        BUNDLE,
         configs,
         workflow_type,
+        monkeypatch,
         **TINY_MENINGIOMA,
-        bundle_root=str(bundle_dir(BUNDLE)),
         dataset_dir=str(meningioma_phantoms if workflow_type == "train" else meningioma_phantoms / "imagesTs"),
         output_dir=str(trained / "properties"),
         ckpt_dir=str(trained / "properties"),
         ckpt_path=str(trained / "models" / "model.pt"),
     )
-    workflow.initialize()
-    try:
-        assert workflow.check_properties() == []
-    finally:
-        workflow.finalize()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    assert missing == []
 
 
 def test_preprocessing_round_trip_returns_to_the_input_grid(meningioma_phantoms, tmp_path):
@@ -100,8 +85,8 @@ def test_preprocessing_round_trip_returns_to_the_input_grid(meningioma_phantoms,
     from monai.transforms import Invertd
 
     source = tmp_path / "oblique.nii.gz"
-    _oblique_lps_case(next((meningioma_phantoms / "imagesTs").glob("*.nii.gz")), source)
-    parser = _workflow(["inference"], "infer", **TINY_MENINGIOMA).parser
+    write_oblique_lps(next((meningioma_phantoms / "imagesTs").glob("*.nii.gz")), source, (3.1, 2.7, 5.2))
+    parser = workflow(BUNDLE, ["inference"], "infer", **TINY_MENINGIOMA).parser
     preprocessing = parser.get_parsed_content("preprocessing")
     data = preprocessing({"image": str(source)})
     assert tuple(data["image"].shape[1:]) == tuple(TINY_MENINGIOMA["spatial_size"])
@@ -170,39 +155,16 @@ def test_evaluate_writes_per_case_metrics(trained, meningioma_phantoms):
     assert list((trained / "evaluation" / "predictions").glob("*_seg.nii.gz"))
 
 
-def _oblique_lps_case(source: Path, target: Path) -> None:
-    """Rewrite a phantom with an oblique LPS affine and anisotropic voxels: a grid unlike the training data."""
-    img = nib.load(str(source))
-    angle = np.deg2rad(12.0)
-    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ rotation @ np.diag([3.1, 2.7, 5.2])
-    affine[:3, 3] = [90.0, 110.0, -70.0]
-    nib.save(nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), affine), str(target))
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_inference_outputs_on_the_input_grid_and_batch_survives_bad_cases(trained, meningioma_phantoms, tmp_path):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     good = inputs / "oblique_lps.nii.gz"
-    _oblique_lps_case(next((meningioma_phantoms / "imagesTs").glob("*.nii.gz")), good)
+    write_oblique_lps(next((meningioma_phantoms / "imagesTs").glob("*.nii.gz")), good, (3.1, 2.7, 5.2))
     assert nib.aff2axcodes(nib.load(str(good)).affine)[:2] == ("L", "P")
-    (inputs / "not_an_image.nii.gz").write_text("this is not a NIfTI file")
-    (inputs / "truncated.nii.gz").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
-    nib.save(nib.Nifti1Image(np.random.rand(20, 20).astype(np.float32), np.eye(4)), str(inputs / "flat_2d.nii.gz"))
-    nib.save(
-        nib.Nifti1Image(np.random.rand(20, 20, 20, 3).astype(np.float32), np.eye(4)), str(inputs / "series_4d.nii.gz")
-    )
-    nan = np.random.rand(20, 20, 20).astype(np.float32)
-    nan[3, 4, 5] = np.nan
-    nib.save(nib.Nifti1Image(nan, np.eye(4)), str(inputs / "nan_voxels.nii.gz"))
+    bad = write_bad_inputs(inputs)
     dicom_source = nib.load(str(good))
     write_dicom_series(np.asarray(dicom_source.dataobj), dicom_source.affine, inputs / "dicom_series")
-    before = {p.name: _sha(p) for p in inputs.iterdir() if p.is_file()}
+    before = {p.name: sha256(p) for p in inputs.iterdir() if p.is_file()}
 
     out = tmp_path / "out"
     proc = _run(
@@ -216,20 +178,8 @@ def test_inference_outputs_on_the_input_grid_and_batch_survives_bad_cases(traine
     assert proc.returncode == 1, log
     summary = json.loads((out / "inference_summary.json").read_text())
     assert sorted(Path(c).name for c in summary["succeeded"]) == ["dicom_series", "oblique_lps.nii.gz"]
-    failed = {Path(f["case"]).name: f["error"] for f in summary["failed"]}
-    assert set(failed) == {
-        "not_an_image.nii.gz",
-        "truncated.nii.gz",
-        "flat_2d.nii.gz",
-        "series_4d.nii.gz",
-        "nan_voxels.nii.gz",
-    }
-    assert "2D" in failed["flat_2d.nii.gz"] and "3 volumes" in failed["series_4d.nii.gz"]
-    assert "NaN" in failed["nan_voxels.nii.gz"] and "nan_voxels.nii.gz" in failed["nan_voxels.nii.gz"]
-    for name in failed:
-        assert name in log, f"{name} not named in the output"
-    assert "5 case(s) failed" in log
-    assert {p.name: _sha(p) for p in inputs.iterdir() if p.is_file()} == before, "an input file was modified"
+    assert_bad_cases_reported(summary, log, bad)
+    assert {p.name: sha256(p) for p in inputs.iterdir() if p.is_file()} == before, "an input file was modified"
     dicom_seg = nib.load(str(out / "dicom_series_seg.nii.gz"))
     assert dicom_seg.shape == dicom_source.shape
     np.testing.assert_allclose(dicom_seg.affine, dicom_source.affine, atol=1e-3)
