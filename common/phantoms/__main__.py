@@ -1,4 +1,4 @@
-"""Command line: ``python -m common.phantoms meningioma --out DIR --num-training N [--num-test M] [--seed S] ...``.
+"""Command line: ``python -m common.phantoms {meningioma,vestibular} --out DIR --num-training N [--num-test M] ...``.
 
 Each phantom family is a subcommand registered in :data:`_COMMANDS`; it generates the dataset only if the folder does
 not already hold it with the same parameters, and prints the dataset folder.
@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from common.phantoms.meningioma import ensure_meningioma_dataset
+from common.phantoms.vestibular import DEFAULT_MAX_VOXELS as VESTIBULAR_MAX_VOXELS
+from common.phantoms.vestibular import ensure_vestibular_dataset
 
 __all__ = ["build_parser", "main"]
 
@@ -25,7 +27,9 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spacing-scale", type=float, default=1.0, help="factor on the voxel spacing, > 1 for small volumes"
     )
-    parser.add_argument("--max-voxels", type=float, default=20e6, help="upper bound on the voxels of a case")
+    parser.add_argument(
+        "--max-voxels", type=float, default=None, help="upper bound on the voxels of a case (default: per family)"
+    )
 
 
 def _run_meningioma(args: argparse.Namespace) -> str:
@@ -36,12 +40,25 @@ def _run_meningioma(args: argparse.Namespace) -> str:
         num_test=args.num_test,
         seed=args.seed,
         spacing_scale=args.spacing_scale,
-        max_voxels=args.max_voxels,
+        max_voxels=20e6 if args.max_voxels is None else args.max_voxels,
+    )
+
+
+def _run_vestibular(args: argparse.Namespace) -> str:
+    """Generates the vestibular schwannoma dataset described by the parsed arguments."""
+    return ensure_vestibular_dataset(
+        args.out,
+        num_training=args.num_training,
+        num_test=args.num_test,
+        seed=args.seed,
+        spacing_scale=args.spacing_scale,
+        max_voxels=VESTIBULAR_MAX_VOXELS if args.max_voxels is None else args.max_voxels,
     )
 
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], str]]] = {
     "meningioma": ("contrast-enhanced T1 heads with extra-axial meningioma-like lesions", _run_meningioma),
+    "vestibular": ("high-resolution T2 posterior fossae with one vestibular schwannoma", _run_vestibular),
 }
 
 

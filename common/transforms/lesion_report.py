@@ -12,13 +12,13 @@ import numpy as np
 from monai.data import FolderLayout, MetaTensor
 from monai.transforms import MapTransform
 
-from common.lesions import find_lesions
+from common.lesions import find_lesions, max_axial_diameter_mm
 
 __all__ = ["LesionReportd"]
 
 
 class LesionReportd(MapTransform):
-    """Write ``<output_dir>/<case><_postfix>.json`` with the tumour volume (ml) and its connected lesions.
+    """Write ``<output_dir>/<case><_postfix>.json``: tumour volume (ml), largest axial diameter (mm) and each lesion.
 
     The mask must already be on the input's own grid (after ``Invertd``), so volumes and centroids are those of the
     original scan. Centroids are in world millimetres in RAS (the NIfTI convention; DICOM LPS has x and y negated).
@@ -46,12 +46,14 @@ class LesionReportd(MapTransform):
                 raise TypeError(f"{key} must be a MetaTensor carrying its affine, got {type(mask).__name__}.")
             source = str(mask.meta.get("filename_or_obj", "case"))
             affine = np.asarray(mask.affine, dtype=np.float64)
-            lesions = find_lesions(mask.detach().cpu().numpy()[0], affine)
+            array = mask.detach().cpu().numpy()[0]
+            lesions = find_lesions(array, affine)
             report = {
                 "input": source,
                 "orientation": "".join(nib.aff2axcodes(affine)),
                 "spacing_mm": [float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)],
                 "tumour_volume_ml": float(sum(lesion.volume_ml for lesion in lesions)),
+                "max_axial_diameter_mm": max_axial_diameter_mm(array, affine),
                 "num_lesions": len(lesions),
                 "lesions": [lesion.to_dict() for lesion in lesions],
                 "coordinates": "world RAS mm",
