@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from common.attention import AttentionGate, DualAttention
 from common.blocks import ConvBlock
 
-__all__ = ["PAPER_PARAMETERS", "VARIANTS", "AGUNet", "count_parameters"]
+__all__ = ["PAPER_PARAMETERS", "VARIANTS", "AGUNet"]
 
 _ATTENTIONS = ("none", "gate", "dual", "dual_guided")
 _GATE_MODES = ("concat", "sum")
@@ -294,22 +294,3 @@ class AGUNet(nn.Module):
         for k, head in enumerate(self.deep_heads):
             outputs.append(head(decoded[-2 - k]))
         return outputs
-
-
-def count_parameters(model: nn.Module, include_bn_statistics: bool = True) -> int:
-    """Number of parameters of ``model``.
-
-    Args:
-        model: the network.
-        include_bn_statistics: also count the normalisation running mean and variance buffers, as Keras'
-            ``count_params`` (Table 3 of Bouget et al. 2021) does; ``num_batches_tracked`` is never counted.
-
-    Returns:
-        The number of parameters.
-    """
-    count = sum(parameter.numel() for parameter in model.parameters())
-    if include_bn_statistics:
-        count += sum(
-            buffer.numel() for name, buffer in model.named_buffers() if name.endswith(("running_mean", "running_var"))
-        )
-    return count

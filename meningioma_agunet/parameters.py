@@ -11,14 +11,13 @@ does; the trainable count excludes them. The networks are built on the ``meta`` 
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from meningioma_agunet.network import PAPER_PARAMETERS, VARIANTS, AGUNet, count_parameters
+from common.parameters import count_parameters, parameter_cli
+from meningioma_agunet.network import PAPER_PARAMETERS, VARIANTS, AGUNet
 
 __all__ = ["format_markdown", "main", "parameter_table"]
 
@@ -60,14 +59,13 @@ def format_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the parameter comparison for the five Table 3 variants."""
-    parser = argparse.ArgumentParser(
-        prog="python -m meningioma_agunet.parameters",
-        description="Compare the AGUNet family parameter counts with Table 3 of Bouget et al. 2021.",
+    parameter_cli(
+        "python -m meningioma_agunet.parameters",
+        "Compare the AGUNet family parameter counts with Table 3 of Bouget et al. 2021.",
+        parameter_table,
+        format_markdown,
+        argv,
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
-    args = parser.parse_args(argv)
-    rows = parameter_table()
-    print(json.dumps(rows, indent=2) if args.json else format_markdown(rows))
 
 
 if __name__ == "__main__":

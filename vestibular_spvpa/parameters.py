@@ -12,26 +12,15 @@ are built on the ``meta`` device, so nothing is allocated.
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
+from common.parameters import count_parameters, parameter_cli
 from vestibular_spvpa.network import VARIANTS, SpvPAUNet
 
 __all__ = ["format_markdown", "main", "parameter_table"]
-
-
-def _count(model: nn.Module, include_bn_statistics: bool) -> int:
-    count = sum(parameter.numel() for parameter in model.parameters())
-    if include_bn_statistics:
-        count += sum(
-            buffer.numel() for name, buffer in model.named_buffers() if name.endswith(("running_mean", "running_var"))
-        )
-    return count
 
 
 def parameter_table() -> list[dict[str, Any]]:
@@ -46,8 +35,8 @@ def parameter_table() -> list[dict[str, Any]]:
                 "name": name,
                 "dims": kwargs["dims"],
                 "attention": kwargs["attention"],
-                "trainable_parameters": _count(model, include_bn_statistics=False),
-                "parameters": _count(model, include_bn_statistics=True),
+                "trainable_parameters": count_parameters(model, include_bn_statistics=False),
+                "parameters": count_parameters(model, include_bn_statistics=True),
             }
         )
     return rows
@@ -69,14 +58,13 @@ def format_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the parameter counts of the six Table 1 networks."""
-    parser = argparse.ArgumentParser(
-        prog="python -m vestibular_spvpa.parameters",
-        description="Parameter counts of the Table 1 networks of Wang et al. 2019 (the paper gives none).",
+    parameter_cli(
+        "python -m vestibular_spvpa.parameters",
+        "Parameter counts of the Table 1 networks of Wang et al. 2019 (the paper gives none).",
+        parameter_table,
+        format_markdown,
+        argv,
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
-    args = parser.parse_args(argv)
-    rows = parameter_table()
-    print(json.dumps(rows, indent=2) if args.json else format_markdown(rows))
 
 
 if __name__ == "__main__":

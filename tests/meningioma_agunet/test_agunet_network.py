@@ -4,7 +4,8 @@ import pytest
 import torch
 from monai.networks.utils import convert_to_torchscript
 
-from meningioma_agunet.network import PAPER_PARAMETERS, VARIANTS, AGUNet, count_parameters
+from common.parameters import count_parameters
+from meningioma_agunet.network import PAPER_PARAMETERS, VARIANTS, AGUNet
 
 SMALL = (4, 4, 8, 8, 8)
 

@@ -6,6 +6,7 @@ from monai.networks.utils import convert_to_torchscript
 from torch import nn
 
 from common.attention import AttentionGate, SpatialAttention
+from common.parameters import count_parameters
 from vestibular_spvpa.network import VARIANTS, SpvPAUNet
 
 TABLE_1 = ["2D U-Net", "3D U-Net", "2.5D U-Net", "2.5D U-Net + AG", "2.5D U-Net + PA", "2.5D U-Net + SpvPA"]
@@ -24,13 +25,6 @@ EXPECTED_PARAMETERS = {
 SMALL_INPUT = {"2d": (32, 32, 8), "2.5d": (32, 32, 8), "3d": (32, 32, 32)}
 # attention-map grids, finest first, for 2.5D on 32 x 32 x 8 (two 2x2x1 then two 2x2x2 poolings)
 GRIDS_25D = [(32, 32, 8), (16, 16, 8), (8, 8, 8), (4, 4, 4), (2, 2, 2)]
-
-
-def _count(model: nn.Module, include_bn_statistics: bool = True) -> int:
-    count = sum(p.numel() for p in model.parameters())
-    if include_bn_statistics:
-        count += sum(b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
-    return count
 
 
 def _small(name: str, **kwargs) -> SpvPAUNet:
@@ -54,7 +48,7 @@ def test_variants_are_table_1_rows():
 def test_full_size_parameter_counts(name):
     with torch.device("meta"):
         model = SpvPAUNet(**VARIANTS[name])
-    assert (_count(model, False), _count(model, True)) == EXPECTED_PARAMETERS[name]
+    assert (count_parameters(model, False), count_parameters(model, True)) == EXPECTED_PARAMETERS[name]
 
 
 @pytest.mark.parametrize("name", ["2D U-Net", "3D U-Net", "2.5D U-Net"])
@@ -74,7 +68,7 @@ def test_parameter_count_matches_closed_form(name):
     for i in range(4):  # decoder: transposed conv (kernel = stride = pooling), block on 2 N_l channels
         total += channels[i + 1] * channels[i] * pool[i] + channels[i] + block(2 * channels[i], channels[i], kernel[i])
     total += channels[0] * 2 + 2  # head
-    assert _count(SpvPAUNet(**VARIANTS[name]), include_bn_statistics=False) == total
+    assert count_parameters(SpvPAUNet(**VARIANTS[name]), include_bn_statistics=False) == total
 
 
 def test_pa_and_spvpa_are_the_same_network():
@@ -158,7 +152,7 @@ def test_num_2d_levels(num_2d_levels, slice_divisor):
     kernels = [_kernel(level.conv)[0] for level in model.encoder] + [_kernel(model.bottleneck)[0]]
     assert kernels == [(3, 3, 1)] * num_2d_levels + [(3, 3, 3)] * (5 - num_2d_levels)
     if num_2d_levels == 0:
-        assert _count(model) == _count(SpvPAUNet(base_channels=2, dims="3d", attention="none"))
+        assert count_parameters(model) == count_parameters(SpvPAUNet(base_channels=2, dims="3d", attention="none"))
 
 
 def test_gate_variant_uses_oktay_sum_gates():
