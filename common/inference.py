@@ -1,6 +1,7 @@
 """Batch inference that goes on past bad cases and lists them at the end.
 
-``SafeDataset`` turns a case whose loading or preprocessing fails into a failure record instead of an exception, and
+``SafeDataset`` turns a case whose loading or preprocessing fails, or whose outputs would overwrite another case's,
+into a failure record instead of an exception, and
 ``FaultTolerantEvaluator`` (a MONAI ``SupervisedEvaluator``) skips such records, catches errors raised while
 segmenting or writing a case, logs progress case by case and ends with a summary. Its ``run`` exits with status 1
 when any case failed, so scripts and schedulers see the failure.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +21,9 @@ from typing import Any
 from monai.data import Dataset
 from monai.engines import SupervisedEvaluator
 
-__all__ = ["FAILURE_KEY", "FaultTolerantEvaluator", "SafeDataset"]
+from common.transforms.check_image import UNREADABLE, InvalidImageError, error_reason
+
+__all__ = ["FAILURE_KEY", "FaultTolerantEvaluator", "SafeDataset", "case_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +42,46 @@ def _case_name(item: Any, image_key: str) -> str:
     return str(value)
 
 
-def _reason(error: BaseException) -> str:
-    """The innermost cause of a (possibly wrapped) exception: MONAI wraps transform errors in RuntimeError."""
+#: MONAI wraps the error of a failing transform in ``RuntimeError("applying transform <module.Class object ...")``.
+_FAILED_STEP = re.compile(r"applying transform <(?:[\w.]+\.)?(\w+) object")
+
+
+def _preparation_failure(error: BaseException, case: str) -> str:
+    """What went wrong preparing ``case``: the ``InvalidImageError`` (it names the file and every problem), an
+    unreadable file, or the innermost error with the transform that raised it."""
+    steps = []
     while error.__cause__ is not None:
+        match = _FAILED_STEP.match(str(error))
+        steps += [match.group(1)] if match else []
         error = error.__cause__
-    return f"{type(error).__name__}: {error}"
+    if isinstance(error, InvalidImageError):
+        return str(error)
+    if steps and steps[-1] == "LoadImaged":
+        return f"{case}: {UNREADABLE}: {error_reason(error)}"
+    return f"{case}: {steps[-1]} failed: {error_reason(error)}" if steps else f"{case}: {error_reason(error)}"
+
+
+def _failure_line(case: str, message: str) -> str:
+    """``"<case>: <message>"``, without repeating the case when the message already starts with it."""
+    return message if message.startswith(case) else f"{case}: {message}"
+
+
+def case_id(path: str) -> str:
+    """The name MONAI's ``SaveImaged`` gives a case's outputs: its file (or DICOM folder) name without extension.
+
+    ``monai.data.create_file_basename`` keeps only the last component of the input path, so an id holds no path
+    separator: outputs stay in the output folder whatever ``..`` or ``/`` the input path (or a ``dataset.json`` entry)
+    contains. The id is empty, ``.`` or ``..`` only for a path ending in a separator or in ``..``.
+    """
+    name, ext = os.path.splitext(os.path.split(str(path))[1])
+    return os.path.splitext(name)[0] if ext == ".gz" else name
 
 
 class SafeDataset(Dataset):
     """A MONAI ``Dataset`` that returns ``{FAILURE_KEY: message, image_key: path}`` for a case it cannot prepare.
+
+    A case is also refused when its :func:`case_id` cannot name output files (empty, ``.``, ``..``) or repeats an
+    earlier case's (``a.nii.gz`` and ``a.mha``, or two folders' ``a.nii.gz``): its outputs would overwrite those.
 
     Args:
         data: datalist, e.g. from ``monai.data.load_decathlon_datalist``.
@@ -57,13 +92,28 @@ class SafeDataset(Dataset):
     def __init__(self, data: Sequence, transform: Any = None, image_key: str = "image") -> None:
         super().__init__(data=data, transform=transform)
         self.image_key = image_key
+        self.refused: dict[int, str] = {}
+        first: dict[str, str] = {}
+        for index, item in enumerate(data):
+            path = _case_name(item, image_key)
+            name = case_id(path)
+            if name in ("", ".", ".."):
+                self.refused[index] = f"{path}: cannot name output files after {name!r}; rename the input."
+            elif name in first:
+                self.refused[index] = (
+                    f"{path}: duplicate case name {name!r} (also {first[name]}): its outputs would overwrite that "
+                    "case's; rename one of them."
+                )
+            first.setdefault(name, path)
 
     def _transform(self, index: int) -> Any:
-        item = self.data[index]
+        case = _case_name(self.data[index], self.image_key)
+        if index in self.refused:
+            return {FAILURE_KEY: self.refused[index], self.image_key: case}
         try:
             return super()._transform(index)
         except Exception as error:
-            return {FAILURE_KEY: _reason(error), self.image_key: _case_name(item, self.image_key)}
+            return {FAILURE_KEY: _preparation_failure(error, case), self.image_key: case}
 
 
 class FaultTolerantEvaluator(SupervisedEvaluator):
@@ -91,14 +141,14 @@ class FaultTolerantEvaluator(SupervisedEvaluator):
         if FAILURE_KEY in batchdata:
             message = str(batchdata[FAILURE_KEY][0])
             self.failed.append({"case": case, "error": message})
-            logger.error(f"{position} FAILED {case}: {message}")
+            logger.error(f"{position} FAILED {_failure_line(case, message)}")
             return {}
         start = time.perf_counter()
         try:
             output = super()._iteration(engine, batchdata)
         except Exception as error:
-            self.failed.append({"case": case, "error": _reason(error)})
-            logger.error(f"{position} FAILED {case}: {_reason(error)}")
+            self.failed.append({"case": case, "error": error_reason(error)})
+            logger.error(f"{position} FAILED {case}: {error_reason(error)}")
             return {}
         self.succeeded.append(case)
         logger.info(f"{position} done {case} ({time.perf_counter() - start:.1f} s)")
@@ -125,5 +175,5 @@ class FaultTolerantEvaluator(SupervisedEvaluator):
             json.dump(summary, f, indent=2)
         logger.info(f"{len(self.succeeded)} case(s) segmented, {len(self.failed)} failed; outputs in {self.output_dir}")
         if self.failed:
-            lines = "\n".join(f"  - {f['case']}: {f['error']}" for f in self.failed)
+            lines = "\n".join(f"  - {_failure_line(f['case'], f['error'])}" for f in self.failed)
             raise SystemExit(f"{len(self.failed)} case(s) failed:\n{lines}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -42,11 +42,19 @@ def _assign_folds(volumes: Sequence[float], num_folds: int, seed: int) -> list[i
     return folds.tolist()
 
 
-def make_folds(datalist: str, output: str, num_folds: int = 5, seed: int = 0, section: str = "training") -> str:
+def make_folds(
+    datalist: str,
+    output: str,
+    num_folds: int = 5,
+    seed: int = 0,
+    section: str = "training",
+    exclude: Collection[str] = (),
+) -> str:
     """Write volume-stratified splits of a Decathlon datalist section to ``output`` (JSON) and return its path.
 
     The file holds, for each fold ``f``, the ``training`` / ``validation`` / ``test`` lists with paths relative to
-    the datalist's folder, and each case's volume and fold.
+    the datalist's folder, each case's volume and fold, and the ``excluded`` images.
+    Cases whose image is in ``exclude`` (those that failed ``common.data.check``) are left out of every fold.
 
     Raises:
         ValueError: ``num_folds < 3`` or fewer cases than folds.
@@ -58,6 +66,10 @@ def make_folds(datalist: str, output: str, num_folds: int = 5, seed: int = 0, se
         raise FileExistsError(f"{output} exists; splits are never overwritten. Delete it to make new ones.")
     root = os.path.dirname(os.path.abspath(datalist))
     cases = load_decathlon_datalist(datalist, is_segmentation=True, data_list_key=section, base_dir=root)
+    excluded = _real_paths(exclude)
+    kept = [c for c in cases if os.path.realpath(c["image"]) not in excluded]
+    left_out = sorted("./" + os.path.relpath(c["image"], root) for c in cases if c not in kept)
+    cases = kept
     if len(cases) < num_folds:
         raise ValueError(f"{datalist} has {len(cases)} '{section}' cases; {num_folds} folds need at least that many.")
     volumes = [label_volume_ml(case["label"]) for case in cases]
@@ -77,6 +89,7 @@ def make_folds(datalist: str, output: str, num_folds: int = 5, seed: int = 0, se
         "num_folds": num_folds,
         "seed": seed,
         "cases": [{**c, "volume_ml": v, "fold": a} for c, v, a in zip(relative, volumes, assignment)],
+        "excluded": left_out,
         "folds": folds,
     }
     tmp = f"{output}.tmp"
@@ -91,14 +104,21 @@ def default_splits_path(datalist: str, num_folds: int, seed: int) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(datalist)), f"splits_{num_folds}fold_seed{seed}.json")
 
 
-def ensure_folds(datalist: str, num_folds: int = 5, seed: int = 0) -> str:
-    """Path of :func:`default_splits_path`, made by :func:`make_folds` if missing."""
+def ensure_folds(datalist: str, num_folds: int = 5, seed: int = 0, exclude: Collection[str] = ()) -> str:
+    """Path of :func:`default_splits_path`, made by :func:`make_folds` (leaving out ``exclude``) if missing."""
     output = default_splits_path(datalist, num_folds, seed)
-    return output if os.path.isfile(output) else make_folds(datalist, output, num_folds, seed)
+    return output if os.path.isfile(output) else make_folds(datalist, output, num_folds, seed, exclude=exclude)
 
 
-def load_split(splits_file: str, fold: int, section: str) -> list[dict]:
-    """The ``section`` list (``training`` / ``validation`` / ``test``) of fold ``fold``, with absolute paths."""
+def _real_paths(paths: Collection[str]) -> set[str]:
+    return {os.path.realpath(p) for p in paths}
+
+
+def load_split(splits_file: str, fold: int, section: str, exclude: Collection[str] = ()) -> list[dict]:
+    """The ``section`` list (``training`` / ``validation`` / ``test``) of fold ``fold``, with absolute paths.
+
+    Cases whose image is in ``exclude`` are left out (splits made before a case went bad still list it).
+    """
     if section not in SECTIONS:
         raise ValueError(f"section must be one of {SECTIONS}, got {section!r}.")
     with open(splits_file) as fh:
@@ -106,10 +126,12 @@ def load_split(splits_file: str, fold: int, section: str) -> list[dict]:
     if not 0 <= fold < content["num_folds"]:
         raise ValueError(f"fold must be in [0, {content['num_folds'] - 1}] for {splits_file}, got {fold}.")
     root = Path(splits_file).resolve().parent
-    return [
+    excluded = _real_paths(exclude)
+    cases = [
         {k: str(root / v) if k in ("image", "label") else v for k, v in c.items()}
         for c in content["folds"][fold][section]
     ]
+    return [c for c in cases if os.path.realpath(c["image"]) not in excluded]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -23,6 +23,7 @@ The images are synthetic and not meant for any clinical use.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from dataclasses import dataclass
@@ -73,9 +74,11 @@ __all__ = [
     "ensure_meningioma_dataset",
     "estimate_lesion_volume_ml",
     "generate_meningioma_phantom",
+    "grow_lesion",
     "intracranial_depth",
     "lesion_volumes_ml",
     "render_meningioma",
+    "render_meningioma_growth",
     "sample_meningioma_spec",
     "write_meningioma_dataset",
 ]
@@ -665,6 +668,35 @@ def render_meningioma(spec: MeningiomaPhantomSpec) -> Phantom:
 def generate_meningioma_phantom(seed: int, spacing_scale: float = 1.0, max_voxels: float = 20e6) -> Phantom:
     """Samples (:func:`sample_meningioma_spec`) and renders (:func:`render_meningioma`) the case of a seed."""
     return render_meningioma(sample_meningioma_spec(seed, spacing_scale=spacing_scale, max_voxels=max_voxels))
+
+
+def grow_lesion(spec: MeningiomaPhantomSpec, volume_factor: float, index: int = 0) -> MeningiomaPhantomSpec:
+    """A copy of ``spec`` whose lesion ``index`` has its ellipsoid volume multiplied by ``volume_factor``.
+
+    The semi-axes are scaled by ``volume_factor ** (1/3)`` about the lesion's centre; everything else (anatomy,
+    acquisition, texture, bias and noise) is unchanged. The rendered volume changes by somewhat less than the factor
+    where the skull clips the lesion (:func:`lesion_volumes_ml` gives it). A factor below 1 shrinks the lesion.
+
+    Raises:
+        ValueError: ``volume_factor`` is not positive or the spec has no lesion ``index``.
+    """
+    if volume_factor <= 0:
+        raise ValueError(f"volume_factor must be positive, got {volume_factor}.")
+    if not 0 <= index < len(spec.lesions):
+        raise ValueError(f"the spec of seed {spec.seed} has {len(spec.lesions)} lesion(s), no lesion {index}.")
+    grown = copy.deepcopy(spec)
+    grown.lesions[index].semi_axes_mm = np.asarray(spec.lesions[index].semi_axes_mm) * float(np.cbrt(volume_factor))
+    return grown
+
+
+def render_meningioma_growth(
+    spec: MeningiomaPhantomSpec, volume_factor: float, index: int = 0
+) -> tuple[Phantom, Phantom]:
+    """Two scans of one synthetic patient: ``spec`` rendered as is, then with lesion ``index`` grown.
+
+    Both scans share the grid, anatomy and noise, so the lesion's growth is the only change (:func:`grow_lesion`).
+    """
+    return render_meningioma(spec), render_meningioma(grow_lesion(spec, volume_factor, index))
 
 
 def _render_layers(spec: MeningiomaPhantomSpec, depth: np.ndarray, width: float) -> np.ndarray:

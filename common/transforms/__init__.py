@@ -1,8 +1,17 @@
 """MONAI-compatible transforms the papers need and MONAI lacks."""
 
-from common.transforms.check_image import CheckImaged, InvalidImageError
+from common.transforms.check_image import UNREADABLE, CheckImaged, InvalidImageError, error_reason
 from common.transforms.head_crop import HeadForeground
 from common.transforms.lesion_report import LesionReportd
 from common.transforms.world_box import CropWorldBoxd, patch_size_voxels
 
-__all__ = ["CheckImaged", "CropWorldBoxd", "HeadForeground", "InvalidImageError", "LesionReportd", "patch_size_voxels"]
+__all__ = [
+    "UNREADABLE",
+    "CheckImaged",
+    "CropWorldBoxd",
+    "HeadForeground",
+    "InvalidImageError",
+    "LesionReportd",
+    "error_reason",
+    "patch_size_voxels",
+]

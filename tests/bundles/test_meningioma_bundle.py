@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 from bundle_helpers import (
+    BAD_INPUT_MAX_VOXELS,
+    DUPLICATE_ORIGINAL,
     SCHEMA,
     TINY_MENINGIOMA,
     assert_bad_cases_reported,
@@ -173,11 +175,13 @@ def test_inference_outputs_on_the_input_grid_and_batch_survives_bad_cases(traine
         dataset_dir=str(inputs),
         output_dir=str(out),
         ckpt_path=str(trained / "models" / "model.pt"),
+        max_voxels=BAD_INPUT_MAX_VOXELS,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 1, log
     summary = json.loads((out / "inference_summary.json").read_text())
-    assert sorted(Path(c).name for c in summary["succeeded"]) == ["dicom_series", "oblique_lps.nii.gz"]
+    succeeded = sorted(Path(c).name for c in summary["succeeded"])
+    assert succeeded == ["dicom_series", DUPLICATE_ORIGINAL, "oblique_lps.nii.gz"]
     assert_bad_cases_reported(summary, log, bad)
     assert {p.name: sha256(p) for p in inputs.iterdir() if p.is_file()} == before, "an input file was modified"
     dicom_seg = nib.load(str(out / "dicom_series_seg.nii.gz"))
@@ -250,3 +254,54 @@ def test_torchscript_export_matches_pytorch(trained, tmp_path):
     x = torch.rand(1, 1, 32, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-4)
+
+
+def test_outputs_stay_in_the_output_folder_whatever_the_datalist_paths(trained, meningioma_phantoms, tmp_path):
+    """Entries with ``..`` and sub-folders name outputs after the file alone; a repeated name fails, not overwrites."""
+    source = next((meningioma_phantoms / "imagesTs").glob("*.nii.gz")).read_bytes()
+    dataset, outside = tmp_path / "dataset", tmp_path / "outside"
+    for folder in (outside, dataset / "a", dataset / "b"):
+        folder.mkdir(parents=True)
+    for path in (outside / "escape.nii.gz", dataset / "a" / "case.nii.gz", dataset / "b" / "case.nii.gz"):
+        path.write_bytes(source)
+    entries = ["../outside/escape.nii.gz", "./a/case.nii.gz", "./a/../b/case.nii.gz"]
+    (dataset / "dataset.json").write_text(json.dumps({"test": [{"image": e} for e in entries]}))
+    before = {p for p in tmp_path.rglob("*")}
+
+    out = tmp_path / "out"
+    proc = _run(
+        ("inference",),
+        check=False,
+        dataset_dir=str(dataset),
+        output_dir=str(out),
+        ckpt_path=str(trained / "models" / "model.pt"),
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 1, log
+    summary = json.loads((out / "inference_summary.json").read_text())
+    assert [Path(c).relative_to(tmp_path).as_posix() for c in summary["succeeded"]] == [
+        "outside/escape.nii.gz",
+        "dataset/a/case.nii.gz",
+    ]
+    assert "duplicate case name 'case'" in summary["failed"][0]["error"]
+    written = {p for p in tmp_path.rglob("*")} - before
+    assert written and all(out in p.parents or p == out for p in written), sorted(map(str, written))
+    assert {"escape_seg.nii.gz", "case_seg.nii.gz", "case_report.json"} <= {p.name for p in out.iterdir()}
+
+
+def test_inference_refuses_weights_whose_sha256_differs_from_the_record(trained, meningioma_phantoms, tmp_path):
+    entry = {"path": str(trained / "models" / "model.pt"), "url": "https://example.org/model.pt"}
+    (tmp_path / "large_files.yml").write_text(
+        json.dumps({"large_files": [{**entry, "hash_val": "0" * 64, "hash_type": "sha256"}]})
+    )
+    proc = _run(
+        ("inference",),
+        check=False,
+        dataset_dir=str(meningioma_phantoms / "imagesTs"),
+        output_dir=str(tmp_path / "out"),
+        ckpt_path=str(trained / "models" / "model.pt"),
+        large_files=str(tmp_path / "large_files.yml"),
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "model.pt: sha256 is" in output and "0" * 64 in output, output[-3000:]
+    assert "Traceback" not in output and not (tmp_path / "out").exists()

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 from bundle_helpers import (
+    BAD_INPUT_MAX_VOXELS,
+    DUPLICATE_ORIGINAL,
     SCHEMA,
     TINY_VESTIBULAR,
     assert_bad_cases_reported,
@@ -127,11 +129,12 @@ def test_inference_on_anisotropic_lps_input_with_bad_cases_and_world_box(trained
         dataset_dir=str(inputs),
         output_dir=str(out),
         ckpt_path=str(trained / "models" / "model.pt"),
+        max_voxels=BAD_INPUT_MAX_VOXELS,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 1, log
     summary = json.loads((out / "inference_summary.json").read_text())
-    assert [Path(c).name for c in summary["succeeded"]] == ["oblique_lps.nii.gz"]
+    assert sorted(Path(c).name for c in summary["succeeded"]) == [DUPLICATE_ORIGINAL, "oblique_lps.nii.gz"]
     assert_bad_cases_reported(summary, log, bad)
     assert {p.name: sha256(p) for p in inputs.iterdir()} == before, "an input file was modified"
     source = nib.load(str(good))

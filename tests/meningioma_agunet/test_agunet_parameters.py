@@ -9,7 +9,12 @@ from meningioma_agunet.parameters import main
 
 def test_markdown_table_from_command_line():
     result = subprocess.run(
-        [sys.executable, "-m", "meningioma_agunet.parameters"], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-m", "meningioma_agunet.parameters"],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        check=True,
+        timeout=120,
     )
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("| Variant |") and len(lines) == 2 + 5

@@ -58,7 +58,8 @@ def test_cli_and_find_cases(dataset, tmp_path_factory):
     out = subprocess.run(
         [sys.executable, "-m", "common.data.folds", str(dataset), "--num-folds", "3"],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         check=True,
     )
     assert out.stdout.strip().endswith("splits_3fold_seed0.json")

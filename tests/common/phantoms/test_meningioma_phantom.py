@@ -202,7 +202,8 @@ def test_cli(tmp_path: Path) -> None:
         [*command, "--num-test", "1", "--seed", "3", "--spacing-scale", str(SMALL)],
         cwd=REPO_ROOT,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -215,7 +216,8 @@ def test_cli(tmp_path: Path) -> None:
         [sys.executable, "-m", "common.phantoms", "meningioma", "--out", str(foreign), "--num-training", "1"],
         cwd=REPO_ROOT,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         check=False,
     )
     assert refused.returncode == 1 and "foreign" in refused.stderr

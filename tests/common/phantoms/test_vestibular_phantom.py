@@ -206,7 +206,8 @@ def test_cli(tmp_path: Path) -> None:
         ],
         cwd=REPO_ROOT,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         check=False,
     )
     assert result.returncode == 0, result.stderr

@@ -42,7 +42,9 @@ def test_valid_pair_passes(tmp_path):
         (np.random.rand(8, 9, 1).astype(np.float32), None, "below 2 voxels"),
         (np.random.rand(8, 9, 10, 3).astype(np.float32), None, "3 volumes"),
         (np.where(np.eye(8)[:, :, None] > 0, np.nan, 1.0).repeat(4, 2).astype(np.float32), None, "NaN or Inf"),
-        (np.random.rand(8, 9, 10).astype(np.float32), np.diag([1.0, 0.0, 1.0, 1.0]), "unusable affine"),
+        (np.random.rand(8, 9, 10).astype(np.float32), np.diag([1.0, 0.0, 1.0, 1.0]), "zero voxel spacing"),
+        (np.random.rand(8, 9, 10).astype(np.float32), np.diag([1.0, 0.0, 1.0, 1.0]) + np.eye(4, k=1), "singular"),
+        (np.zeros((8, 9, 10), np.float32), None, "empty image: every voxel is 0"),
     ],
 )
 def test_bad_image_names_file_and_problem(tmp_path, data, affine, match):
@@ -68,3 +70,38 @@ def test_label_on_other_grid_is_rejected(tmp_path, shape, affine, match):
     assert "lab_case.nii.gz" in str(info.value.__cause__ or info.value) and match in str(
         info.value.__cause__ or info.value
     )
+
+
+def test_every_problem_of_a_case_is_listed_with_its_file(tmp_path):
+    """Limits and label values; all problems of image and label at once, each line naming its file."""
+    img = _write(tmp_path / "img.nii.gz", np.random.rand(10, 10, 10).astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+    label = np.zeros((10, 10, 10), np.uint8)
+    label[2:4, 2:4, 2:4] = 3
+    lab = _write(tmp_path / "lab.nii.gz", label, np.diag([2.0, 2.0, 2.0, 1.0]))
+    data = LoadImaged(["image", "label"], ensure_channel_first=True, image_only=True)({"image": img, "label": lab})
+    check = CheckImaged(["image", "label"], "image", max_voxels=999, min_extent_mm=[30, 20, 20], label_values=[0, 1])
+    problems = check.problems(data)
+    assert problems == [
+        f"{img}: 1000 voxels (10, 10, 10) exceed the limit of 999 (max_voxels).",
+        f"{img}: field of view 20.0 x 20.0 x 20.0 mm (R x A x S) is smaller than the 30 x 20 x 20 mm the pipeline "
+        "needs (min_extent_mm).",
+        f"{lab}: 1000 voxels (10, 10, 10) exceed the limit of 999 (max_voxels).",
+        f"{lab}: label values [3] outside the expected [0, 1].",
+    ]
+    with pytest.raises(InvalidImageError, match="max_voxels"):
+        check(data)
+    assert CheckImaged(["image", "label"], "image", max_voxels=1000, min_extent_mm=[20, 20, 20], label_values=[0, 3])(
+        data
+    )
+
+
+def test_negative_spacing_in_a_nifti_header_is_rejected(tmp_path):
+    """nibabel reads a negative pixdim as its absolute value: only the raw header shows it."""
+    path = tmp_path / "negative.nii"
+    nib.save(nib.Nifti1Image(np.random.rand(8, 9, 10).astype(np.float32), np.eye(4)), str(path))
+    raw = bytearray(path.read_bytes())
+    raw[80:84] = np.float32(-1.0).tobytes()  # pixdim[1]
+    path.write_bytes(bytes(raw))
+    with pytest.raises(Exception) as info:
+        _load_check(image=str(path))
+    assert "negative.nii: negative voxel spacing [-1, 1, 1] in the header" in str(info.value.__cause__ or info.value)
