@@ -39,16 +39,17 @@ def test_metadata_is_valid_against_the_schema():
     monai_bundle("verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"), "--filepath", str(SCHEMA))
 
 
-def test_patch_is_the_papers_box_in_voxels_and_configs_agree():
-    train = workflow(BUNDLE, ["train"], "train")
-    infer = workflow(BUNDLE, ["inference"], "infer")
+def test_patch_is_the_papers_box_in_voxels_and_configs_agree(vestibular_phantoms):
+    paths = {"bundle_root": str(bundle_dir(BUNDLE)), "dataset_dir": str(vestibular_phantoms)}
+    train = workflow(BUNDLE, ["train"], "train", **paths)
+    infer = workflow(BUNDLE, ["inference"], "infer", **paths)
     for flow in (train, infer):
         flow.initialize()
     assert train.parser.get_parsed_content("patch_size") == [256, 128, 32]  # 100 x 50 x 50 mm at 0.4 x 0.4 x 1.5 mm
     assert train.parser.get_parsed_content("target_spacing") == [0.4, 0.4, 1.5]
     for key in ("network_def", "dims", "attention", "base_channels", "target_spacing", "patch_mm", "size_multiples"):
         assert train.parser.get(key) == infer.parser.get(key), key
-    iso = workflow(BUNDLE, ["train"], "train", dims="3d")
+    iso = workflow(BUNDLE, ["train"], "train", dims="3d", **paths)
     iso.initialize()
     assert iso.parser.get_parsed_content("target_spacing") == [0.4, 0.4, 0.4]
     assert iso.parser.get_parsed_content("patch_size") == [256, 128, 128]
