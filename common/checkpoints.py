@@ -36,7 +36,7 @@ def recorded_hash(path: str, large_files: str) -> dict[str, str] | None:
     """
     if not os.path.isfile(large_files):
         return None
-    with open(large_files) as fh:
+    with open(large_files, encoding="utf-8") as fh:
         entries = (yaml.safe_load(fh) or {}).get("large_files") or []
     root = os.path.dirname(os.path.abspath(large_files))
     for entry in entries:

@@ -52,6 +52,7 @@ from typing import Any
 import yaml
 
 from common.bundle_runner import BundleRunner, StepFailed, parse_overrides
+from common.console import echo
 from common.data import find_cases, load_split
 from common.figures import CaseView, case_slices_figure, dice_by_volume_boxplot
 from common.metrics.tables import (
@@ -94,7 +95,7 @@ class Experiment:
 
 def load_ablations(path: str | Path) -> list[Experiment]:
     """Experiments from a JSON or YAML mapping ``{name: {key: value, ...}}``, in file order."""
-    content = yaml.safe_load(Path(path).read_text())
+    content = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     if not isinstance(content, dict) or not all(isinstance(v, dict | None) for v in content.values()):
         raise ValueError(f"{path}: expected a mapping of experiment names to override mappings.")
     return [Experiment(str(name), dict(overrides or {})) for name, overrides in content.items()]
@@ -114,13 +115,13 @@ FLIP_TTA = Variant("flip TTA", "_tta", {"flip_tta": True})
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _write_json(path: Path, content: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(content, indent=2) + "\n")
+    tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 
@@ -450,7 +451,7 @@ class CrossValidation:
         lines += [table.markdown() for key, table in tables.items() if "/folds" in key]
         lines += [f"![{path.stem}](figures/{path.name})\n" for path in figures]
         results = self.output / "results.md"
-        results.write_text("\n".join(lines))
+        results.write_text("\n".join(lines), encoding="utf-8")
         return results
 
     def run(self) -> Path:
@@ -522,10 +523,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         results = cv.run()
     except (StepFailed, ValueError, FileNotFoundError) as error:
-        print(f"crossval: error: {error}", file=sys.stderr)
+        echo(f"crossval: error: {error}", file=sys.stderr)
         return 1
-    print(results.read_text())
-    print(f"results: {results}")
+    echo(results.read_text(encoding="utf-8"))
+    echo(f"results: {results}")
     return 0
 
 

@@ -117,7 +117,7 @@ class LossLog:
         record = {"epoch": engine.state.epoch, "iteration": engine.state.iteration}
         record["loss"] = float(torch.as_tensor(self.transform(engine.state.output)[0]).detach())
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with open(self.path, "a") as fh:
+        with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
 
 

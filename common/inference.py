@@ -171,7 +171,7 @@ class FaultTolerantEvaluator(SupervisedEvaluator):
         super().run(*args, **kwargs)
         os.makedirs(self.output_dir, exist_ok=True)
         summary = {"succeeded": self.succeeded, "failed": self.failed}
-        with open(self.output_dir / "inference_summary.json", "w") as f:
+        with open(self.output_dir / "inference_summary.json", "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
         logger.info(f"{len(self.succeeded)} case(s) segmented, {len(self.failed)} failed; outputs in {self.output_dir}")
         if self.failed:

@@ -66,7 +66,7 @@ def _source_imports(package: str) -> set[str]:
     """Modules imported anywhere in a package of this repository."""
     names = set()
     for path in (PROJECT_ROOT / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -76,7 +76,7 @@ def _source_imports(package: str) -> set[str]:
 
 def required_packages(bundle_dir: str | Path) -> list[str]:
     """This repository's packages that the bundle's configs need, directly or through imports, sorted."""
-    configs = [json.loads(path.read_text()) for path in (Path(bundle_dir) / "configs").glob("*.json")]
+    configs = [json.loads(path.read_text(encoding="utf-8")) for path in (Path(bundle_dir) / "configs").glob("*.json")]
     todo = {p for name in _config_imports(configs) if (p := _project_package(name))}
     found: set[str] = set()
     while todo:
@@ -101,7 +101,11 @@ def _large_files(bundle: Path) -> dict:
     entry's ``hash_type`` (MONAI's default: md5).
     """
     listed = bundle / LARGE_FILES
-    entries = ((yaml.safe_load(listed.read_text()) or {}).get("large_files") or []) if listed.is_file() else []
+    entries = (
+        ((yaml.safe_load(listed.read_text(encoding="utf-8")) or {}).get("large_files") or [])
+        if listed.is_file()
+        else []
+    )
     by_path = {Path(e["path"]).as_posix(): e for e in entries}
     result = []
     for weights in sorted(p for p in (bundle / "models").glob("*") if p.is_file() and p.name != ".gitkeep"):
@@ -123,7 +127,7 @@ def pack(bundle_dir: str | Path, output_dir: str | Path, schema: str | None = No
             their ``large_files.yml`` entry.
     """
     bundle = Path(bundle_dir).resolve()
-    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
     if metadata["version"] not in metadata.get("changelog", {}):
         raise ValueError(f"{bundle}: version {metadata['version']} has no entry in the metadata's changelog.")
     packages = required_packages(bundle)
@@ -144,8 +148,8 @@ def pack(bundle_dir: str | Path, output_dir: str | Path, schema: str | None = No
             ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
             shutil.copytree(PROJECT_ROOT / package, staging / package, ignore=ignore)
         meta_file = staging / "configs" / "metadata.json"
-        meta_file.write_text(json.dumps(metadata, indent=4) + "\n")
-        (staging / LARGE_FILES).write_text(yaml.safe_dump(_large_files(bundle), sort_keys=False))
+        meta_file.write_text(json.dumps(metadata, indent=4) + "\n", encoding="utf-8")
+        (staging / LARGE_FILES).write_text(yaml.safe_dump(_large_files(bundle), sort_keys=False), encoding="utf-8")
         verify_metadata(meta_file=str(meta_file), filepath=schema or str(Path(tmp) / "schema.json"))
         output = Path(output_dir)
         output.mkdir(parents=True, exist_ok=True)

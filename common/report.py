@@ -43,6 +43,7 @@ from monai.transforms import LoadImage, ScaleIntensity
 from scipy.optimize import linear_sum_assignment
 
 from common.bundle_runner import LOG_FORMAT, BundleRunner, StepFailed, parse_overrides
+from common.console import echo
 from common.data.datalist import IMAGE_SUFFIXES
 from common.figures import volume_over_time
 from common.transforms import HeadForeground
@@ -330,8 +331,8 @@ def write_report(report: Mapping[str, Any], output: str | Path) -> list[Path]:
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     paths = [output / "report.json", output / "report.md"]
-    paths[0].write_text(json.dumps(report, indent=2) + "\n")
-    paths[1].write_text(report_markdown(report))
+    paths[0].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    paths[1].write_text(report_markdown(report), encoding="utf-8")
     scans = report["scans"]
     if len(scans) > 1:
         dates = [datetime.date.fromisoformat(s["date"]) for s in scans]
@@ -365,7 +366,10 @@ def segment_scans(runner: BundleRunner, scans: Sequence[Scan], output: str | Pat
             link.unlink()
         os.symlink(scan.path, link, target_is_directory=scan.path.is_dir())
     runner.run(["inference"], segmentations / "inference.log", dataset_dir=str(inputs), output_dir=str(segmentations))
-    return {scan.name: json.loads((segmentations / f"{scan.name}_report.json").read_text()) for scan in scans}
+    return {
+        scan.name: json.loads((segmentations / f"{scan.name}_report.json").read_text(encoding="utf-8"))
+        for scan in scans
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -418,10 +422,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         paths = write_report(report, args.output)
     except (StepFailed, ValueError, FileNotFoundError) as error:
-        print(f"tumour-report: error: {error}", file=sys.stderr)
+        echo(f"tumour-report: error: {error}", file=sys.stderr)
         return 1
-    print(paths[1].read_text())
-    print("written: " + ", ".join(str(p) for p in paths))
+    echo(paths[1].read_text(encoding="utf-8"))
+    echo("written: " + ", ".join(str(p) for p in paths))
     return 0
 
 

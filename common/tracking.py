@@ -49,7 +49,7 @@ def config_params(config_file: str) -> dict[str, str]:
 
     Expressions are logged as written (``$@bundle_root + '/eval'``); the metadata (``_meta_``) is left out.
     """
-    with open(config_file) as fh:
+    with open(config_file, encoding="utf-8") as fh:
         config = json.load(fh)
     config.pop("_meta_", None)
     return {

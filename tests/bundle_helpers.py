@@ -83,7 +83,7 @@ def start_run(bundle: str, configs: tuple[str, ...], tiny: dict, log: Path, **ov
         overrides={**tiny, "bundle_root": str(bundle_dir(bundle)), **overrides},
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as out:
+    with open(log, "w", encoding="utf-8") as out:
         return subprocess.Popen(cli, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
 
 
@@ -173,7 +173,7 @@ def write_bad_inputs(folder: Path) -> dict[str, str]:
     Every image is otherwise usable: 3D, 20 x 20 x 20 voxels of 4 mm, noise in [0, 1].
     """
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "not_an_image.nii.gz").write_text("this is not a NIfTI file")
+    (folder / "not_an_image.nii.gz").write_text("this is not a NIfTI file", encoding="utf-8")
     _save(folder / "whole.nii.gz", _noise((20, 20, 20), seed=2))
     whole = (folder / "whole.nii.gz").read_bytes()
     (folder / "whole.nii.gz").unlink()
@@ -228,7 +228,7 @@ def write_bad_dataset(folder: Path) -> dict[str, str]:
     _save(labels / "label_values.nii.gz", values)
     names = [image.name for image in sorted(images.iterdir())] + ["good_0.nii.gz"]
     training = [{"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"} for name in names]
-    (folder / "dataset.json").write_text(json.dumps({"training": training, "test": []}, indent=1))
+    (folder / "dataset.json").write_text(json.dumps({"training": training, "test": []}, indent=1), encoding="utf-8")
     return dict(BAD_CASES)
 
 

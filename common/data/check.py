@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from monai.transforms import LoadImage
 
+from common.console import echo
 from common.data.datalist import find_cases
 from common.transforms.check_image import UNREADABLE, CheckImaged, error_reason
 
@@ -173,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         allow_missing_keys=True,
     )
     report = check_dataset(args.dataset_dir, checker, args.datalist, args.section)
-    print(report)
+    echo(str(report))
     if report.problems:
         raise SystemExit(1)
 

@@ -93,7 +93,7 @@ def make_folds(
         "folds": folds,
     }
     tmp = f"{output}.tmp"
-    with open(tmp, "w") as fh:
+    with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(content, fh, indent=2)
     os.replace(tmp, output)
     return output
@@ -121,7 +121,7 @@ def load_split(splits_file: str, fold: int, section: str, exclude: Collection[st
     """
     if section not in SECTIONS:
         raise ValueError(f"section must be one of {SECTIONS}, got {section!r}.")
-    with open(splits_file) as fh:
+    with open(splits_file, encoding="utf-8") as fh:
         content = json.load(fh)
     if not 0 <= fold < content["num_folds"]:
         raise ValueError(f"fold must be in [0, {content['num_folds'] - 1}] for {splits_file}, got {fold}.")

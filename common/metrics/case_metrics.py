@@ -249,7 +249,7 @@ def _json_safe(value: Any) -> Any:
 
 def _atomic_write(path: str, write: Any) -> None:
     tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
         write(f)
     os.replace(tmp, path)
 

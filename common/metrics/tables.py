@@ -44,7 +44,7 @@ __all__ = [
 
 def read_case_metrics(path: str | os.PathLike) -> list[dict[str, str]]:
     """The rows of a ``case_metrics.csv`` as dicts of strings."""
-    with open(path, newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -201,12 +201,12 @@ def write_table(table: Table, stem: str | os.PathLike) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(suffix) for suffix in (".csv", ".json", ".md")]
-    with open(paths[0], "w", newline="") as f:
+    with open(paths[0], "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["label", *(f"{c.key}_{part}" for c in table.columns for part in ("mean", "std", "n"))])
         for label, cells in table.rows:
             values = [getattr(cells[c.key], part) for c in table.columns for part in ("mean", "std", "n")]
             writer.writerow([label, *("" if isinstance(v, float) and math.isnan(v) else v for v in values)])
-    paths[1].write_text(json.dumps(table.to_json(), indent=2, allow_nan=False) + "\n")
-    paths[2].write_text(table.markdown())
+    paths[1].write_text(json.dumps(table.to_json(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    paths[2].write_text(table.markdown(), encoding="utf-8")
     return paths

@@ -640,7 +640,7 @@ def write_decathlon_json(
         "training": entries(training),
         "test": entries(test),
     }
-    Path(path).write_text(json.dumps(content, indent=2) + "\n")
+    Path(path).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -696,7 +696,7 @@ def _read_marker(root: Path) -> dict[str, Any] | None:
         return None
     marker = root / _MARKER
     try:
-        content = json.loads(marker.read_text())
+        content = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         content = None
     if not isinstance(content, dict) or not isinstance(content.get("parameters"), dict):
@@ -763,7 +763,9 @@ def write_phantom_dataset(
         for index in range(count)
     ]
     marker = {"parameters": parameters, "cases": [{"image": image, "label": label} for *_, image, label in planned]}
-    (root / _MARKER).write_text(json.dumps(marker, indent=2) + "\n")  # claims the folder before any case is written
+    (root / _MARKER).write_text(
+        json.dumps(marker, indent=2) + "\n", encoding="utf-8"
+    )  # claims the folder before any case is written
     cases = []
     for number, (section, index, image_path, label_path) in enumerate(planned, start=1):
         case_seed = derive_seed(seed, section, index)
@@ -783,7 +785,9 @@ def write_phantom_dataset(
             }
         )
         logger.info("phantom %d/%d written: %s", number, len(planned), root / image_path)
-    (root / _MARKER).write_text(json.dumps({"parameters": parameters, "cases": cases}, indent=2) + "\n")
+    (root / _MARKER).write_text(
+        json.dumps({"parameters": parameters, "cases": cases}, indent=2) + "\n", encoding="utf-8"
+    )
     write_decathlon_json(
         root / _DATASET_JSON,
         name=dataset.name,

@@ -61,7 +61,7 @@ class LesionReportd(MapTransform):
             }
             path = self.layout.filename(subject=source)
             tmp = f"{path}.tmp"
-            with open(tmp, "w") as f:
+            with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(report, f, indent=2)
             os.replace(tmp, path)
             d[f"{key}_report"] = str(path)

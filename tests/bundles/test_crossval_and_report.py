@@ -53,13 +53,15 @@ def _steps(output: Path) -> dict[str, float]:
 def test_crossval_tables_figures_and_resume(cv_run, meningioma_phantoms, capsys):
     fold = cv_run / "default" / "fold_0"
     assert (fold / "models" / "model.pt").is_file() and (fold / "test" / "predictions").is_dir()
-    threshold = json.loads((fold / "test" / "step.json").read_text())["threshold"]
-    picked = json.loads((fold / "validation" / "metrics_summary.json").read_text())["best_threshold"]["threshold"]
+    threshold = json.loads((fold / "test" / "step.json").read_text(encoding="utf-8"))["threshold"]
+    picked = json.loads((fold / "validation" / "metrics_summary.json").read_text(encoding="utf-8"))["best_threshold"][
+        "threshold"
+    ]
     assert threshold == picked  # the test fold is binarised at the threshold picked on the validation fold
     for stem in ("cross_validation", "heldout", "default/folds", "default/folds_tta"):
         for suffix in (".csv", ".json", ".md"):
             assert (cv_run / f"{stem}{suffix}").is_file(), stem + suffix
-    summary = (cv_run / "cross_validation.md").read_text()
+    summary = (cv_run / "cross_validation.md").read_text(encoding="utf-8")
     assert "| Experiment | PT | Dice (%) | Dice-TP (%) | F1 (%) | Recall (%) | Precision (%) |" in summary
     assert "| default |" in summary and "| default + flip TTA |" in summary
     heldout = [row["label"] for row in csv.DictReader((cv_run / "heldout.csv").open())]
@@ -69,11 +71,11 @@ def test_crossval_tables_figures_and_resume(cv_run, meningioma_phantoms, capsys)
         "default + fold models + flip TTA",
         "default + ensemble + flip TTA",
     ]
-    folds = json.loads((cv_run / "default" / "folds.json").read_text())
+    folds = json.loads((cv_run / "default" / "folds.json").read_text(encoding="utf-8"))
     assert [row["label"] for row in folds["rows"]] == ["0", "pooled"]
     for png in ("dice_by_volume.png", "default_cases.png", "default_tta_cases.png"):
         assert (cv_run / "figures" / png).stat().st_size > 10_000, png
-    results = (cv_run / "results.md").read_text()
+    results = (cv_run / "results.md").read_text(encoding="utf-8")
     assert "](figures/dice_by_volume.png)" in results and "min over all steps" in results
 
     before = _steps(cv_run)
@@ -86,12 +88,14 @@ def test_crossval_tables_figures_and_resume(cv_run, meningioma_phantoms, capsys)
 
 def test_ablations_are_tabulated_side_by_side(cv_run, meningioma_phantoms, tmp_path):
     ablations = tmp_path / "ablations.yaml"
-    ablations.write_text("unet_fv:\n  attention: none\n  multi_scale: false\n  deep_supervision: false\n")
+    ablations.write_text(
+        "unet_fv:\n  attention: none\n  multi_scale: false\n  deep_supervision: false\n", encoding="utf-8"
+    )
     args = _cli(cv_run, meningioma_phantoms, "--ablation", "default", "--ablations", str(ablations))
     assert crossval.main(args) == 0
     rows = [row["label"] for row in csv.DictReader((cv_run / "cross_validation.csv").open())]
     assert rows == ["default", "unet_fv"]
-    settings = json.loads((cv_run / "unet_fv" / "experiment.json").read_text())["overrides"]
+    settings = json.loads((cv_run / "unet_fv" / "experiment.json").read_text(encoding="utf-8"))["overrides"]
     assert settings["attention"] == "none" and settings["multi_scale"] is False
     # an experiment name may not be reused with other settings
     assert crossval.main(_cli(cv_run, meningioma_phantoms, "--ablation", "default", "epochs=2")) == 1
@@ -109,14 +113,16 @@ def test_tumour_report_on_a_growing_phantom(cv_run, tmp_path):
     args = ["--bundle", str(BUNDLE), *scans, "--output", str(out), "--set", *SETTINGS, f"ckpt_path={model}",
             "flip_tta=true"]  # fmt: skip
     assert report.main(args) == 0
-    content = json.loads((out / "report.json").read_text())
+    content = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert [s["date"] for s in content["scans"]] == ["2024-01-10", "2025-02-01"]
     assert content["bundle"] == "meningioma_agunet" and "growth" in content
     assert content["growth"]["overall"]["days"] == (datetime.date(2025, 2, 1) - datetime.date(2024, 1, 10)).days
     for scan in content["scans"]:
         assert scan["midline_x_mm"] is not None
         assert all(lesion["side"] in ("left", "right", "midline") for lesion in scan["lesions"])
-    assert (out / "volume_over_time.png").is_file() and "# Tumour report" in (out / "report.md").read_text()
+    assert (out / "volume_over_time.png").is_file() and "# Tumour report" in (out / "report.md").read_text(
+        encoding="utf-8"
+    )
     assert (out / "segmentations" / "2025-02-01_seg.nii.gz").is_file()
     # a missing scan is reported, not a traceback
     assert report.main(["--bundle", str(BUNDLE), "--scan", str(tmp_path / "none.nii.gz"), "--output", str(out)]) == 1

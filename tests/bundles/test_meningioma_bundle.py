@@ -129,12 +129,12 @@ def trained(meningioma_phantoms, tmp_path_factory) -> Path:
         batch_size=2,
         gradient_accumulation_steps=2,
     )
-    (run / "train.log").write_text(proc.stdout + proc.stderr)
+    (run / "train.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
     return run
 
 
 def test_train_writes_best_checkpoint_and_logs_losses(trained):
-    log = (trained / "train.log").read_text()
+    log = (trained / "train.log").read_text(encoding="utf-8")
     assert "Epoch[2]" in log and "val_loss" in log and "val_mean_dice" in log
     state = torch.load(trained / "models" / "model.pt", weights_only=True)
     assert any(key.endswith("weight") for key in state)
@@ -149,10 +149,10 @@ def test_evaluate_writes_per_case_metrics(trained, meningioma_phantoms):
         ckpt_path=str(trained / "models" / "model.pt"),
     )
     assert (trained / "evaluation" / "test_mean_dice_raw.csv").is_file()
-    summary = json.loads((trained / "evaluation" / "metrics_summary.json").read_text())
+    summary = json.loads((trained / "evaluation" / "metrics_summary.json").read_text(encoding="utf-8"))
     for key in ("dice", "dice_tp", "f1", "recall", "precision", "assd_mm", "hd95_mm"):
         assert key in json.dumps(summary), key
-    rows = (trained / "evaluation" / "case_metrics.csv").read_text().splitlines()
+    rows = (trained / "evaluation" / "case_metrics.csv").read_text(encoding="utf-8").splitlines()
     assert len(rows) == 2  # header + the one test case of fold 0
     assert list((trained / "evaluation" / "predictions").glob("*_seg.nii.gz"))
 
@@ -179,7 +179,7 @@ def test_inference_outputs_on_the_input_grid_and_batch_survives_bad_cases(traine
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 1, log
-    summary = json.loads((out / "inference_summary.json").read_text())
+    summary = json.loads((out / "inference_summary.json").read_text(encoding="utf-8"))
     succeeded = sorted(Path(c).name for c in summary["succeeded"])
     assert succeeded == ["dicom_series", DUPLICATE_ORIGINAL, "oblique_lps.nii.gz"]
     assert_bad_cases_reported(summary, log, bad)
@@ -196,7 +196,7 @@ def test_inference_outputs_on_the_input_grid_and_batch_survives_bad_cases(traine
         assert result.get_data_dtype() == dtype
     prob = nib.load(str(out / "oblique_lps_prob.nii.gz")).get_fdata()
     assert prob.min() >= 0.0 and prob.max() <= 1.0
-    report = json.loads((out / "oblique_lps_report.json").read_text())
+    report = json.loads((out / "oblique_lps_report.json").read_text(encoding="utf-8"))
     seg = nib.load(str(out / "oblique_lps_seg.nii.gz")).get_fdata()
     voxel_ml = abs(np.linalg.det(source.affine[:3, :3])) / 1000
     assert report["tumour_volume_ml"] == pytest.approx(seg.sum() * voxel_ml)
@@ -265,7 +265,7 @@ def test_outputs_stay_in_the_output_folder_whatever_the_datalist_paths(trained, 
     for path in (outside / "escape.nii.gz", dataset / "a" / "case.nii.gz", dataset / "b" / "case.nii.gz"):
         path.write_bytes(source)
     entries = ["../outside/escape.nii.gz", "./a/case.nii.gz", "./a/../b/case.nii.gz"]
-    (dataset / "dataset.json").write_text(json.dumps({"test": [{"image": e} for e in entries]}))
+    (dataset / "dataset.json").write_text(json.dumps({"test": [{"image": e} for e in entries]}), encoding="utf-8")
     before = {p for p in tmp_path.rglob("*")}
 
     out = tmp_path / "out"
@@ -278,7 +278,7 @@ def test_outputs_stay_in_the_output_folder_whatever_the_datalist_paths(trained, 
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 1, log
-    summary = json.loads((out / "inference_summary.json").read_text())
+    summary = json.loads((out / "inference_summary.json").read_text(encoding="utf-8"))
     assert [Path(c).relative_to(tmp_path).as_posix() for c in summary["succeeded"]] == [
         "outside/escape.nii.gz",
         "dataset/a/case.nii.gz",
@@ -292,7 +292,7 @@ def test_outputs_stay_in_the_output_folder_whatever_the_datalist_paths(trained, 
 def test_inference_refuses_weights_whose_sha256_differs_from_the_record(trained, meningioma_phantoms, tmp_path):
     entry = {"path": str(trained / "models" / "model.pt"), "url": "https://example.org/model.pt"}
     (tmp_path / "large_files.yml").write_text(
-        json.dumps({"large_files": [{**entry, "hash_val": "0" * 64, "hash_type": "sha256"}]})
+        json.dumps({"large_files": [{**entry, "hash_val": "0" * 64, "hash_type": "sha256"}]}), encoding="utf-8"
     )
     proc = _run(
         ("inference",),

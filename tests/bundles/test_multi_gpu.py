@@ -26,7 +26,7 @@ def test_two_process_training_keeps_ranks_in_sync_and_writes_only_on_rank_0(bund
     # a test-only overlay: each rank saves its final weights
     rank_weights = tmp_path / "rank_weights.json"
     save = f"$torch.save(@network.module.state_dict(), '{tmp_path}/rank' + os.environ['RANK'] + '.pt')"
-    rank_weights.write_text(json.dumps({"finalize": [save, "$dist.destroy_process_group()"]}))
+    rank_weights.write_text(json.dumps({"finalize": [save, "$dist.destroy_process_group()"]}), encoding="utf-8")
     configs = [*json.loads(config_files(bundle, "train", "multi_gpu_train")), str(rank_weights)]
     overrides = {
         **tiny,

@@ -39,7 +39,7 @@ class Runs:
 
 def _losses(run: Path) -> list[dict]:
     path = run / "eval" / "train_losses.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
 
 
 def _train(bundle: str, phantoms: Path, run: Path, **overrides):
@@ -52,8 +52,8 @@ def _train(bundle: str, phantoms: Path, run: Path, **overrides):
 
 
 def _finish(process, log: Path) -> str:
-    assert process.wait(timeout=600) == 0, log.read_text()[-6000:]
-    return log.read_text()
+    assert process.wait(timeout=600) == 0, log.read_text(encoding="utf-8")[-6000:]
+    return log.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module", params=list(BUNDLES))
@@ -68,7 +68,9 @@ def runs(request, tmp_path_factory) -> Runs:
     process, log = _train(bundle, phantoms, killed)
     deadline = time.monotonic() + 600
     while not any(line["epoch"] == 2 for line in _losses(killed)):
-        assert process.poll() is None, f"the run ended before it could be killed:\n{log.read_text()[-4000:]}"
+        assert process.poll() is None, (
+            f"the run ended before it could be killed:\n{log.read_text(encoding='utf-8')[-4000:]}"
+        )
         assert time.monotonic() < deadline, "no second epoch after 10 minutes"
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)

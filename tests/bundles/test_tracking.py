@@ -28,7 +28,7 @@ MENINGIOMA = {**TINY_MENINGIOMA, "target_spacing": [4.0, 4.0, 4.0]}
 def mlflow_server(tmp_path):
     """A real ``mlflow server`` on 127.0.0.1 with a SQLite backend and proxied artifacts under ``tmp_path``."""
     port = free_port()
-    log = open(tmp_path / "mlflow_server.log", "w")  # noqa: SIM115 (closed below)
+    log = open(tmp_path / "mlflow_server.log", "w", encoding="utf-8")  # noqa: SIM115 (closed below)
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     command += ["--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     command += ["--artifacts-destination", str(tmp_path / "mlflow_artifacts")]
@@ -47,7 +47,9 @@ def mlflow_server(tmp_path):
                     break
             except OSError as err:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"no mlflow server:\n{(tmp_path / 'mlflow_server.log').read_text()}") from err
+                    raise AssertionError(
+                        f"no mlflow server:\n{(tmp_path / 'mlflow_server.log').read_text(encoding='utf-8')}"
+                    ) from err
                 time.sleep(0.5)
         yield url
     finally:
@@ -69,7 +71,7 @@ def _steps(client: MlflowClient, run, metric: str) -> list[int]:
 def _check_common(client: MlflowClient, run, bundle: str, run_name_prefix: str) -> set[str]:
     """Status, tags and the config parameters every tracked run has; returns the names of its artifacts."""
     assert run.info.status == "FINISHED"
-    metadata = json.loads((bundle_dir(bundle) / "configs" / "metadata.json").read_text())
+    metadata = json.loads((bundle_dir(bundle) / "configs" / "metadata.json").read_text(encoding="utf-8"))
     assert run.data.tags["bundle_version"] == metadata["version"]
     assert run.data.tags["bundle_name"] == metadata["name"]
     assert run.data.tags["mlflow.runName"].startswith(run_name_prefix)

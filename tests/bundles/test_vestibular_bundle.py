@@ -67,12 +67,12 @@ def trained(vestibular_phantoms, tmp_path_factory) -> Path:
         epochs=2,
         val_interval=1,
     )
-    (run / "train.log").write_text(proc.stdout + proc.stderr)
+    (run / "train.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
     return run
 
 
 def test_train_with_supervised_attention_writes_best_checkpoint(trained):
-    log = (trained / "train.log").read_text()
+    log = (trained / "train.log").read_text(encoding="utf-8")
     assert "Epoch[2]" in log and "val_mean_dice" in log
     state = torch.load(trained / "models" / "model.pt", weights_only=True)
     assert any(".attention." in key for key in state), "the SpvPA attention modules are missing"
@@ -109,7 +109,7 @@ def test_evaluate_reports_dice_assd_hd95_rve_on_original_grid(trained, vestibula
         output_dir=str(trained / "evaluation"),
         ckpt_path=str(trained / "models" / "model.pt"),
     )
-    summary = json.loads((trained / "evaluation" / "metrics_summary.json").read_text())
+    summary = json.loads((trained / "evaluation" / "metrics_summary.json").read_text(encoding="utf-8"))
     for key in ("dice", "assd_mm", "hd95_mm", "rve_percent"):
         assert key in summary, key
     assert (trained / "evaluation" / "case_metrics.csv").is_file()
@@ -134,7 +134,7 @@ def test_inference_on_anisotropic_lps_input_with_bad_cases_and_world_box(trained
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 1, log
-    summary = json.loads((out / "inference_summary.json").read_text())
+    summary = json.loads((out / "inference_summary.json").read_text(encoding="utf-8"))
     assert sorted(Path(c).name for c in summary["succeeded"]) == [DUPLICATE_ORIGINAL, "oblique_lps.nii.gz"]
     assert_bad_cases_reported(summary, log, bad)
     assert {p.name: sha256(p) for p in inputs.iterdir()} == before, "an input file was modified"
@@ -143,7 +143,7 @@ def test_inference_on_anisotropic_lps_input_with_bad_cases_and_world_box(trained
         result = nib.load(str(out / f"oblique_lps_{postfix}.nii.gz"))
         assert result.shape == source.shape
         np.testing.assert_allclose(result.affine, source.affine, atol=1e-4)
-    report = json.loads((out / "oblique_lps_report.json").read_text())
+    report = json.loads((out / "oblique_lps_report.json").read_text(encoding="utf-8"))
     assert {"tumour_volume_ml", "max_axial_diameter_mm", "lesions"} <= set(report)
 
     # restricted to a 40 mm box around a world point: outputs still on the full input grid, zero outside the box

@@ -29,7 +29,7 @@ def bundle(tmp_path) -> Path:
     torch.save(torch.nn.Conv3d(1, 2, 3).state_dict(), weights)
     entry = {"path": "models/model.pt", "url": "https://example.org/model.pt", "hash_type": "sha256"}
     entry["hash_val"] = hashlib.sha256(weights.read_bytes()).hexdigest()
-    (tmp_path / "large_files.yml").write_text(yaml.safe_dump({"large_files": [entry]}))
+    (tmp_path / "large_files.yml").write_text(yaml.safe_dump({"large_files": [entry]}), encoding="utf-8")
     return tmp_path
 
 

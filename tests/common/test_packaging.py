@@ -49,7 +49,7 @@ def test_packed_bundle_runs_inference_without_the_repository(tmp_path):
     (source / "models").mkdir(exist_ok=True)
     torch.save(AGUNet(filters=TINY_MENINGIOMA["filters"]).state_dict(), source / "models" / "model.pt")
     main([str(source), "--output", str(tmp_path / "dist"), "--schema", str(SCHEMA)])
-    version = json.loads((source / "configs" / "metadata.json").read_text())["version"]
+    version = json.loads((source / "configs" / "metadata.json").read_text(encoding="utf-8"))["version"]
     archive = tmp_path / "dist" / f"{BUNDLE}_v{version}.zip"
 
     unpacked = tmp_path / "unpacked"
@@ -68,10 +68,10 @@ def test_packed_bundle_runs_inference_without_the_repository(tmp_path):
     }
     assert not list(bundle.rglob("__pycache__"))
     assert REPO not in bundle.resolve().parents
-    [entry] = yaml.safe_load((bundle / "large_files.yml").read_text())["large_files"]
+    [entry] = yaml.safe_load((bundle / "large_files.yml").read_text(encoding="utf-8"))["large_files"]
     assert entry["path"] == "models/model.pt" and entry["hash_type"] == "sha256"
     assert entry["hash_val"] == sha256(bundle / "models" / "model.pt")
-    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["version"] in metadata["changelog"]
     assert "mri-tumour-bundles" not in metadata["required_packages_version"]
 
@@ -95,6 +95,6 @@ def test_packed_bundle_runs_inference_without_the_repository(tmp_path):
         cli += [f"--{key}", json.dumps(TINY_MENINGIOMA[key])]
     run = _isolated(*cli, cwd=bundle)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-6000:]
-    summary = json.loads((tmp_path / "out" / "inference_summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "inference_summary.json").read_text(encoding="utf-8"))
     assert len(summary["succeeded"]) == 1 and not summary["failed"]
     assert list((tmp_path / "out").glob("*_seg.nii.gz"))

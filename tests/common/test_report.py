@@ -81,7 +81,7 @@ def patient(tmp_path_factory):
         data = LoadImaged("mask", ensure_channel_first=True)({"mask": str(label)})
         path = LesionReportd("mask", str(root / "reports"))(data)["mask_report"]
         scans.append(Scan(name, datetime.date.fromisoformat(name), image))
-        reports[name] = json.loads(Path(path).read_text())
+        reports[name] = json.loads(Path(path).read_text(encoding="utf-8"))
     return spec, scans, reports, root
 
 
@@ -110,9 +110,9 @@ def test_growth_report_on_a_two_timepoint_phantom(patient):
 
     paths = write_report(report, root / "out")
     assert [p.name for p in paths] == ["report.json", "report.md", "volume_over_time.png"]
-    markdown = paths[1].read_text()
+    markdown = paths[1].read_text(encoding="utf-8")
     assert "## Growth" in markdown and "| Tumour | 2024-01-10 → 2025-02-01 | 388 |" in markdown
-    assert json.loads(paths[0].read_text())["tracks"][0]["id"] == "L1"
+    assert json.loads(paths[0].read_text(encoding="utf-8"))["tracks"][0]["id"] == "L1"
 
 
 def test_single_scan_report_has_no_growth(patient):
@@ -122,5 +122,5 @@ def test_single_scan_report_has_no_growth(patient):
     assert "growth" not in report and report["scans"][0]["lesions"][0]["track"] == "L1"
     paths = write_report(report, root / "single")
     assert [p.name for p in paths] == ["report.json", "report.md"]
-    assert "Lesions on 2024-01-10" in paths[1].read_text()
+    assert "Lesions on 2024-01-10" in paths[1].read_text(encoding="utf-8")
     assert np.isclose(report["scans"][0]["tumour_volume_ml"], sum(x["volume_ml"] for x in entry["lesions"]))

@@ -35,7 +35,7 @@ def test_every_problem_is_reported_at_once_with_its_file(corpus):
     assert set(problems) == set(BAD_CASES)
     for name, phrase in BAD_CASES.items():
         assert phrase in problems[name] and name in problems[name], (name, problems[name])
-    assert report.num_cases == len(json.loads((corpus / "dataset.json").read_text())["training"])
+    assert report.num_cases == len(json.loads((corpus / "dataset.json").read_text(encoding="utf-8"))["training"])
     assert "labelsTr/label_values.nii.gz: label values [2]" in problems["label_values.nii.gz"]  # the label is named
 
 
@@ -76,7 +76,7 @@ def test_training_refuses_to_start_or_leaves_the_bad_cases_out(corpus, tmp_path)
     splits = ensure_folds(datalist, num_folds=5, exclude=bad)
     used = _fold_images(splits)
     assert used == {"duplicate.nii", "good_1.nii.gz", "good_2.nii.gz", "good_3.nii.gz", "good_4.nii.gz"}
-    assert {Path(p).name for p in json.loads(Path(splits).read_text())["excluded"]} == set(BAD_CASES)
+    assert {Path(p).name for p in json.loads(Path(splits).read_text(encoding="utf-8"))["excluded"]} == set(BAD_CASES)
     gone_bad = str(dataset / "imagesTr" / "good_1.nii.gz")  # splits made before a case went bad still list it
     assert _fold_images(splits, [gone_bad]) == used - {"good_1.nii.gz"}
 

@@ -23,13 +23,13 @@ def dataset(tmp_path):
         nib.save(nib.Nifti1Image(label, np.eye(4)), str(tmp_path / f"labelsTr/c{i}.nii.gz"))
         nib.save(nib.Nifti1Image(label.astype(np.float32), np.eye(4)), str(tmp_path / f"imagesTr/c{i}.nii.gz"))
         training.append({"image": f"./imagesTr/c{i}.nii.gz", "label": f"./labelsTr/c{i}.nii.gz"})
-    (tmp_path / "dataset.json").write_text(json.dumps({"training": training, "test": []}))
+    (tmp_path / "dataset.json").write_text(json.dumps({"training": training, "test": []}), encoding="utf-8")
     return tmp_path
 
 
 def test_rotation_and_stratification(dataset):
     path = ensure_folds(str(dataset / "dataset.json"), num_folds=5, seed=3)
-    content = json.loads(Path(path).read_text())
+    content = json.loads(Path(path).read_text(encoding="utf-8"))
     # each fold gets one case from each volume block of five: one small and one large case
     for fold in range(5):
         volumes = sorted(c["volume_ml"] for c in content["cases"] if c["fold"] == fold)
@@ -46,8 +46,8 @@ def test_rotation_and_stratification(dataset):
 
 def test_never_overwrites_and_is_deterministic(dataset):
     first = ensure_folds(str(dataset / "dataset.json"))
-    stamp = Path(first).read_text()
-    assert ensure_folds(str(dataset / "dataset.json")) == first and Path(first).read_text() == stamp
+    stamp = Path(first).read_text(encoding="utf-8")
+    assert ensure_folds(str(dataset / "dataset.json")) == first and Path(first).read_text(encoding="utf-8") == stamp
     with pytest.raises(FileExistsError):
         make_folds(str(dataset / "dataset.json"), first)
     with pytest.raises(ValueError, match="fold must be"):
@@ -68,7 +68,7 @@ def test_cli_and_find_cases(dataset, tmp_path_factory):
     (loose / "a.nii.gz").write_bytes((dataset / "imagesTr/c0.nii.gz").read_bytes())
     (loose / "series").mkdir()
     (loose / "series/x.dcm").write_bytes(b"")
-    (loose / "notes.txt").write_text("not an image")
+    (loose / "notes.txt").write_text("not an image", encoding="utf-8")
     assert [c["image"].split("/")[-1] for c in find_cases(str(loose))] == ["a.nii.gz", "series"]
     with pytest.raises(FileNotFoundError, match=r"no dataset\.json"):
         find_cases(str(tmp_path_factory.mktemp("empty")))

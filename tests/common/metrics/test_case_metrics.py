@@ -109,7 +109,7 @@ def test_saver_with_supervised_evaluator(tmp_path):
     )
     evaluator.run()
 
-    with open(tmp_path / "case_metrics.csv") as f:
+    with open(tmp_path / "case_metrics.csv", encoding="utf-8") as f:
         rows = {row["case"]: row for row in csv.DictReader(f)}
     assert set(rows) == {"large", "small_missed", "small_fp"}
     assert float(rows["large"]["dice"]) == pytest.approx(1.0)
@@ -123,7 +123,7 @@ def test_saver_with_supervised_evaluator(tmp_path):
     assert [rows[c]["volume_bin"] for c in ("small_missed", "small_fp", "large")] == ["0", "0", "6"]
     assert not list(tmp_path.glob("*.tmp"))
 
-    with open(tmp_path / "metrics_summary.json") as f:
+    with open(tmp_path / "metrics_summary.json", encoding="utf-8") as f:
         summary = json.load(f)
     assert summary["num_cases"] == 3
     assert summary["dice"]["mean"] == pytest.approx((1.0 + 0.0 + DICE_FP) / 3, rel=1e-6)
@@ -158,7 +158,7 @@ def test_saver_with_supervised_evaluator(tmp_path):
     assert set(metrics) >= {"case_recall", "case_precision", "case_assd_mm", "case_hd95_mm", "case_rve_percent"}
 
     evaluator.run()  # a second evaluation starts from scratch
-    with open(tmp_path / "case_metrics.csv") as f:
+    with open(tmp_path / "case_metrics.csv", encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == 3
 
 

@@ -71,9 +71,9 @@ def test_write_table_csv_json_markdown(tmp_path):
     rows = list(csv.DictReader(csv_path.open()))
     assert rows[0]["label"] == "2.5D SpvPA" and float(rows[0]["dice_mean"]) == pytest.approx(60.0)
     assert rows[1]["dice_mean"] == "" and rows[1]["dice_n"] == "0"
-    content = json.loads(json_path.read_text())
+    content = json.loads(json_path.read_text(encoding="utf-8"))
     assert content["columns"][1] == {"key": "assd_mm", "header": "ASSD (mm)"}
     assert content["rows"][1]["values"]["dice"] == {"mean": None, "std": None, "n": 0}
-    markdown = md_path.read_text()
+    markdown = md_path.read_text(encoding="utf-8")
     assert "| Experiment | Dice (%) | ASSD (mm) | RVE (%) |" in markdown
     assert "| 2.5D SpvPA | 60.00 ± 35.36 |" in markdown and "| empty | n/a | n/a | n/a |" in markdown

@@ -149,7 +149,7 @@ def test_write_dataset_layout_and_datalist(tmp_path: Path) -> None:
     root = tmp_path / "phantoms"
     dataset_json = write_meningioma_dataset(root, num_training=2, num_test=1, seed=5, spacing_scale=SMALL)
     assert dataset_json == root / "dataset.json"
-    content = json.loads(dataset_json.read_text())
+    content = json.loads(dataset_json.read_text(encoding="utf-8"))
     assert content["modality"] == {"0": "T1c"}
     assert content["labels"] == {"0": "background", "1": "meningioma"}
     assert content["tensorImageSize"] == "3D" and "not for clinical use" in content["description"]
@@ -164,7 +164,7 @@ def test_write_dataset_layout_and_datalist(tmp_path: Path) -> None:
         assert image.shape == label.shape
         np.testing.assert_allclose(image.affine, label.affine)
         assert set(np.unique(np.asarray(label.dataobj))) <= {0, 1}
-    record = json.loads((root / "phantoms.json").read_text())
+    record = json.loads((root / "phantoms.json").read_text(encoding="utf-8"))
     assert record["parameters"]["seed"] == 5 and record["parameters"]["spacing_scale"] == SMALL
     case = record["cases"][0]
     assert case["orientation"] == "".join(nib.aff2axcodes(nib.load(training[0]["image"]).affine))
@@ -183,11 +183,11 @@ def test_ensure_is_a_no_op_when_up_to_date_and_regenerates_otherwise(tmp_path: P
     assert [f.stat().st_mtime_ns for f in files] == mtimes
     ensure_meningioma_dataset(root, 1, seed=1, spacing_scale=SMALL)
     assert not (root / "imagesTr" / "mng_0001.nii.gz").exists()
-    assert json.loads((root / "dataset.json").read_text())["numTraining"] == 1
+    assert json.loads((root / "dataset.json").read_text(encoding="utf-8"))["numTraining"] == 1
 
 
 def test_refuses_a_foreign_folder(tmp_path: Path) -> None:
-    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(FileExistsError, match=str(tmp_path)):
         write_meningioma_dataset(tmp_path, 1, spacing_scale=SMALL)
     with pytest.raises(FileExistsError):
@@ -211,7 +211,7 @@ def test_cli(tmp_path: Path) -> None:
     assert (out / "imagesTs" / "mng_ts_0000.nii.gz").is_file() and (out / "dataset.json").is_file()
     foreign = tmp_path / "foreign"
     foreign.mkdir()
-    (foreign / "data.csv").write_text("x")
+    (foreign / "data.csv").write_text("x", encoding="utf-8")
     refused = subprocess.run(
         [sys.executable, "-m", "common.phantoms", "meningioma", "--out", str(foreign), "--num-training", "1"],
         cwd=REPO_ROOT,

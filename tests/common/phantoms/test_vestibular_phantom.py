@@ -153,7 +153,7 @@ def test_write_dataset_layout_and_datalist(tmp_path: Path) -> None:
     root = tmp_path / "vs"
     dataset_json = write_vestibular_dataset(root, num_training=2, num_test=1, seed=5, spacing_scale=SMALL)
     assert dataset_json == root / "dataset.json"
-    content = json.loads(dataset_json.read_text())
+    content = json.loads(dataset_json.read_text(encoding="utf-8"))
     assert content["modality"] == {"0": "hrT2"}
     assert content["labels"] == {"0": "background", "1": "schwannoma"}
     assert "not for clinical use" in content["description"]
@@ -166,7 +166,7 @@ def test_write_dataset_layout_and_datalist(tmp_path: Path) -> None:
         assert image.get_data_dtype() == np.float32 and label.get_data_dtype() == np.uint8
         assert image.shape == label.shape
         np.testing.assert_allclose(image.affine, label.affine)
-    record = json.loads((root / "phantoms.json").read_text())
+    record = json.loads((root / "phantoms.json").read_text(encoding="utf-8"))
     assert record["parameters"]["generator"] == "vestibular" and record["parameters"]["spacing_scale"] == SMALL
     case = record["cases"][0]
     assert {"tumour", "side", "location", "ice_cream_cone", "tumour_volume_ml", "label_volume_ml"} <= set(case)
@@ -184,7 +184,7 @@ def test_ensure_is_a_no_op_when_up_to_date(tmp_path: Path) -> None:
     ensure_vestibular_dataset(root, 1, seed=1, spacing_scale=SMALL)
     assert not (root / "imagesTr" / "vs_0001.nii.gz").exists()
     (tmp_path / "foreign").mkdir()
-    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    (tmp_path / "foreign" / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(FileExistsError):
         ensure_vestibular_dataset(tmp_path / "foreign", 1, spacing_scale=SMALL)
 
@@ -212,6 +212,6 @@ def test_cli(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(out)
-    content = json.loads((out / "dataset.json").read_text())
+    content = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     assert content["numTraining"] == 2 and content["modality"] == {"0": "hrT2"}
     assert (out / "labelsTr" / "vs_0001.nii.gz").is_file()
