@@ -102,6 +102,47 @@ def test_preprocessing_round_trip_returns_to_the_input_grid(meningioma_phantoms,
     assert np.corrcoef(inverted[0].numpy().ravel(), scaled.ravel())[0, 1] > 0.9
 
 
+def test_native_resolution_pads_the_1mm_head_crop_instead_of_resizing(meningioma_phantoms, tmp_path):
+    """The ``native_resolution`` overlay keeps the target spacing (pads or crops to a fixed size), trains, and its
+    inference preprocessing still inverts onto the input grid."""
+    from monai.transforms import Invertd
+
+    native = {**TINY_MENINGIOMA, "target_spacing": [4.0, 4.0, 4.0], "spatial_size": [48, 64, 48]}
+    case = json.loads((meningioma_phantoms / "dataset.json").read_text(encoding="utf-8"))["training"][0]
+    train = workflow(BUNDLE, ["train", "native_resolution"], "train", dataset_dir=str(meningioma_phantoms), **native)
+    item = {key: str(meningioma_phantoms / value) for key, value in case.items()}
+    for transform in train.parser.get_parsed_content("train#deterministic_transforms"):
+        item = transform(item)
+    for key in ("image", "label"):
+        assert tuple(item[key].shape[1:]) == (48, 64, 48)
+        np.testing.assert_allclose(item[key].pixdim.numpy(), [4.0, 4.0, 4.0])  # padded, not resampled
+    assert set(np.unique(item["label"].numpy())) <= {0.0, 1.0}
+
+    source = tmp_path / "oblique.nii.gz"
+    write_oblique_lps(next((meningioma_phantoms / "imagesTs").glob("*.nii.gz")), source, (3.1, 2.7, 5.2))
+    preprocessing = workflow(BUNDLE, ["inference", "native_resolution"], "infer", **native).parser.get_parsed_content(
+        "preprocessing"
+    )
+    sample = preprocessing({"image": str(source)})
+    assert tuple(sample["image"].shape[1:]) == (48, 64, 48)
+    sample["pred"] = sample["image"].clone()
+    inverted = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False)(sample)["pred"]
+    original = nib.load(str(source))
+    assert tuple(inverted.shape[1:]) == original.shape
+    np.testing.assert_allclose(inverted.affine.numpy(), original.affine, atol=1e-4)
+
+    run = tmp_path / "run"
+    proc = _run(
+        ("train", "native_resolution"),
+        dataset_dir=str(meningioma_phantoms),
+        output_dir=str(run / "eval"),
+        ckpt_dir=str(run / "models"),
+        epochs=1,
+        **{key: native[key] for key in ("target_spacing", "spatial_size")},
+    )
+    assert "Epoch[1]" in proc.stdout + proc.stderr and (run / "models" / "model.pt").is_file()
+
+
 def test_verify_net_in_out():
     monai_bundle(
         "verify_net_in_out",
