@@ -12,15 +12,23 @@ from torch import nn
 __all__ = ["count_parameters", "parameter_cli"]
 
 
-def count_parameters(model: nn.Module, include_bn_statistics: bool = True) -> int:
+def count_parameters(model: nn.Module, include_bn_statistics: bool = True, trainable_only: bool = False) -> int:
     """Number of parameters of ``model``.
 
     Args:
         model: the network (may live on the ``meta`` device).
         include_bn_statistics: also count the normalisation running mean and variance buffers, as Keras'
             ``count_params`` (behind Table 3 of Bouget et al. 2021) does; ``num_batches_tracked`` is never counted.
+            Default ``True``.
+        trainable_only: count only the parameters with ``requires_grad`` (frozen ones left out). Default ``False``.
+            Buffers are never trainable, so it needs ``include_bn_statistics=False``.
+
+    Raises:
+        ValueError: ``trainable_only`` with ``include_bn_statistics``.
     """
-    count = sum(parameter.numel() for parameter in model.parameters())
+    if trainable_only and include_bn_statistics:
+        raise ValueError("trainable_only counts no buffers: pass include_bn_statistics=False with it.")
+    count = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad or not trainable_only)
     if include_bn_statistics:
         count += sum(
             buffer.numel() for name, buffer in model.named_buffers() if name.endswith(("running_mean", "running_var"))
