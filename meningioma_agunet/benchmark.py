@@ -6,7 +6,8 @@ Side by side with stock MONAI: ``AttentionUnet`` with the same channels (eager f
 training throughput and latency, and the stock MONAI inference pipeline (``LoadImaged``, ``Orientationd``,
 ``Spacingd``, ``CropForegroundd``, ``Resized``, network, ``Invertd``, ``SaveImaged``) for the processing of a new
 patient: a synthetic 256 x 256 x 192, 1 mm NIfTI from disk to mask and report on disk, with and without model loading,
-on the GPU and on the CPU. Training rows need CUDA (or ``--allow-cpu-training``, with ``--tiny``). Results go to
+on the GPU and on the CPU; on the CPU also the latency of AGUNet-MS-DS in eager fp32 and bf16, TorchScript and ONNX
+Runtime. Training rows need CUDA (or ``--allow-cpu-training``, with ``--tiny``). Results go to
 ``bundles/meningioma_agunet/eval/benchmark/benchmark.{json,md}`` and, with ``--update-model-card``, to the Speed section
 of the model card. See :mod:`common.benchmarking` for what each figure is.
 """

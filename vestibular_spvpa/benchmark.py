@@ -7,9 +7,10 @@ Side by side with stock MONAI: ``AttentionUnet`` with the same channels per leve
 box (256 x 128 x 32 voxels), and the stock MONAI inference pipeline (``LoadImaged``, ``Orientationd``, ``Spacingd``,
 ``CropForegroundd``, the bundle's sliding window with the same network, ``Invertd``, ``SaveImaged``) for the processing
 of a new patient: a synthetic 512 x 512 x 80 volume of 0.4 x 0.4 x 1.5 mm from disk to mask and report on disk, with and
-without model loading, on the GPU and on the CPU. Latency is one sliding-window batch; the whole volume's network time
-is in the processing profile. Results go to ``bundles/vestibular_spvpa/eval/benchmark/benchmark.{json,md}`` and, with
-``--update-model-card``, to the Speed section of the model card. See :mod:`common.benchmarking`.
+without model loading, on the GPU and on the CPU (where the latency is also measured in eager bf16, TorchScript and ONNX
+Runtime). Latency is one sliding-window batch; the whole volume's network time is in the processing profile. Results go
+to ``bundles/vestibular_spvpa/eval/benchmark/benchmark.{json,md}`` and, with ``--update-model-card``, to the Speed
+section of the model card. See :mod:`common.benchmarking`.
 """
 
 from __future__ import annotations
