@@ -22,7 +22,8 @@ def write_dicom_series(volume: np.ndarray, affine: np.ndarray, folder: str | os.
 
     Each slice ``k`` gets Image Position (Patient) ``affine @ (0, 0, k)`` converted to LPS, and the Image
     Orientation (Patient) of the affine's first two columns, so oblique and anisotropic grids survive the round
-    trip; the pixel data is stored as 16-bit integers (rounded).
+    trip; the pixel data is stored as 16-bit integers (rounded). Study, series and frame of reference UIDs derive
+    from the voxels, so the same volume always gives the same series.
 
     Returns:
         The series folder.
@@ -38,6 +39,7 @@ def write_dicom_series(volume: np.ndarray, affine: np.ndarray, folder: str | os.
         "0008|0060": modality,
         "0020|000d": f"1.2.826.0.1.3680043.10.1234.{digest}",
         "0020|000e": f"1.2.826.0.1.3680043.10.1235.{digest}",
+        "0020|0052": f"1.2.826.0.1.3680043.10.1236.{digest}",  # Frame of Reference UID, which DICOM SEG needs
         "0020|0037": "\\".join(f"{c:.6f}" for c in (*cosines[:, 0], *cosines[:, 1])),
         "0028|0030": f"{spacing[1]:.6f}\\{spacing[0]:.6f}",  # row spacing (between rows = along J), column spacing
         "0018|0050": f"{spacing[2]:.6f}",

@@ -143,6 +143,23 @@ def test_native_resolution_pads_the_1mm_head_crop_instead_of_resizing(meningioma
     assert "Epoch[1]" in proc.stdout + proc.stderr and (run / "models" / "model.pt").is_file()
 
 
+@pytest.mark.parametrize("spelling", ["false", "False", False])
+def test_switches_given_as_command_line_text_mean_what_they_say(spelling, meningioma_phantoms):
+    """``python -m monai.bundle run --multi_scale false`` passes the text ``"false"`` (Fire only parses ``False``)."""
+    switches = {"multi_scale": spelling, "deep_supervision": spelling, "flip_tta": spelling}
+    paths = {"bundle_root": str(bundle_dir(BUNDLE)), "dataset_dir": str(meningioma_phantoms)}
+    infer = workflow(BUNDLE, ["inference"], "infer", **paths, **TINY_MENINGIOMA, **switches)
+    network = infer.parser.get_parsed_content("network_def")
+    assert network.multi_scale is False and network.deep_supervision is False
+    assert infer.parser.get_parsed_content("inferer").flips == []  # no flipped copies
+    train = workflow(BUNDLE, ["train"], "train", **paths, resume="maybe", **TINY_MENINGIOMA)
+    handlers = train.parser.get("train#handlers")
+    checkpoint = next(i for i, h in enumerate(handlers) if h["_target_"].endswith("TrainingCheckpoint"))
+    with pytest.raises(RuntimeError) as error:  # MONAI's wrapper of the expression's ValueError
+        train.parser.get_parsed_content(f"train#handlers#{checkpoint}")
+    assert "--resume must be true or false, got 'maybe'" in str(error.value.__cause__)
+
+
 def test_verify_net_in_out():
     monai_bundle(
         "verify_net_in_out",
