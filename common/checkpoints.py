@@ -53,6 +53,13 @@ def _file_hash(path: str, hash_type: str) -> str:
     return digest.hexdigest()
 
 
+def _restore_hint(entry: Mapping[str, Any], path: str) -> str:
+    """How to get the published file back: its download address, or git for weights shipped in the repository."""
+    if entry.get("url"):
+        return f"Download it again from {entry['url']}"
+    return f"Restore the shipped file (git checkout -- {path})"
+
+
 def require_weights(path: str, train_command: str, large_files: str | None = None) -> str:
     """Return ``path`` if it is a file whose hash matches its ``large_files`` entry; otherwise stop with a message.
 
@@ -83,7 +90,7 @@ def require_weights(path: str, train_command: str, large_files: str | None = Non
     if actual != entry["hash_val"]:
         raise SystemExit(
             f"{os.path.abspath(path)}: {hash_type} is {actual} but {large_files} records {entry['hash_val']}: the file "
-            f"is corrupt, incomplete or not the published weights. Download it again from {entry.get('url', '?')}; "
+            f"is corrupt, incomplete or not the published weights. {_restore_hint(entry, path)}; "
             "for weights of your own, save them elsewhere and point --ckpt_path at them."
         )
     logger.info(f"{path}: {hash_type} matches {large_files}.")

@@ -5,6 +5,8 @@
 - :func:`case_slices_figure`: axial, coronal and sagittal slices through the lesion of a few cases with the reference
   (blue) and predicted (red) contours (Bouget et al. 2021, Fig. 5).
 - :func:`volume_over_time`: tumour and lesion volumes of one patient against the scan dates.
+- :func:`training_curves_figure`: training loss and validation metric of a training run (:func:`read_training_curves`);
+  ``python -m common.figures --png PNG OUTPUT_DIR ...`` draws it (stages one after the other).
 
 Figures are built on ``matplotlib.figure.Figure`` objects (never ``pyplot``), so no GUI backend or global state is
 touched. Slices are shown in the radiological convention (the patient's right on the left of axial and coronal
@@ -29,7 +31,15 @@ from scipy import ndimage
 from common.lesions import CONNECTIVITY_26
 from common.metrics.summary import volume_bins
 
-__all__ = ["CaseView", "case_slices_figure", "dice_by_volume_boxplot", "volume_over_time"]
+__all__ = [
+    "CaseView",
+    "case_slices_figure",
+    "concatenate_curves",
+    "dice_by_volume_boxplot",
+    "read_training_curves",
+    "training_curves_figure",
+    "volume_over_time",
+]
 
 REFERENCE_COLOUR = "tab:blue"
 PREDICTION_COLOUR = "tab:red"
@@ -241,3 +251,88 @@ def volume_over_time(
     fig.autofmt_xdate()
     fig.tight_layout()
     return _save(fig, path)
+
+
+def read_training_curves(output_dir: str | Path, metric: str = "val_mean_dice") -> dict[str, list[float]]:
+    """The curves of a training run from its ``output_dir``: ``train_losses.jsonl`` (:class:`common.engines.LossLog`)
+    and the validation ``metric`` per epoch from the TensorBoard event files of ``TensorBoardStatsHandler``.
+
+    Returns:
+        ``iteration``, ``loss`` (every iteration), ``epoch`` and ``epoch_loss`` (mean loss per epoch),
+        ``val_epoch`` and ``val_metric`` (the last value logged for each validated epoch).
+    """
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    output_dir = Path(output_dir)
+    rows = [json.loads(line) for line in (output_dir / "train_losses.jsonl").read_text(encoding="utf-8").splitlines()]
+    epochs = sorted({int(r["epoch"]) for r in rows})
+    curves: dict[str, list[float]] = {
+        "iteration": [float(r["iteration"]) for r in rows],
+        "loss": [float(r["loss"]) for r in rows],
+        "epoch": [float(e) for e in epochs],
+        "epoch_loss": [float(np.mean([r["loss"] for r in rows if int(r["epoch"]) == e])) for e in epochs],
+    }
+    values: dict[int, float] = {}
+    for events in sorted(output_dir.glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        if metric in accumulator.Tags().get("scalars", []):
+            values.update({int(e.step): float(e.value) for e in accumulator.Scalars(metric)})
+    curves["val_epoch"] = [float(e) for e in sorted(values)]
+    curves["val_metric"] = [values[e] for e in sorted(values)]
+    return curves
+
+
+def training_curves_figure(
+    curves: Mapping[str, Sequence[float]], path: str | Path, title: str, metric_label: str = "validation Dice"
+) -> Path:
+    """Training loss per iteration (and its epoch mean) beside the validation metric per epoch."""
+    fig = Figure(figsize=(10, 3.6))
+    loss_ax, metric_ax = fig.subplots(1, 2)
+    iterations_per_epoch = len(curves["loss"]) / max(len(curves["epoch"]), 1)
+    loss_ax.plot(np.asarray(curves["iteration"]) / iterations_per_epoch, curves["loss"], lw=0.5, alpha=0.4)
+    loss_ax.plot(curves["epoch"], curves["epoch_loss"], marker="o", label="epoch mean")
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    loss_ax.legend()
+    metric_ax.plot(curves["val_epoch"], curves["val_metric"], marker="o", color="tab:green")
+    metric_ax.set(xlabel="epoch", ylabel=metric_label, ylim=(0, 1), title=metric_label[:1].upper() + metric_label[1:])
+    metric_ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def concatenate_curves(stages: Sequence[Mapping[str, Sequence[float]]]) -> dict[str, list[float]]:
+    """The curves of training stages run one after the other (each resumed from the last), as one run."""
+    joined: dict[str, list[float]] = {key: [] for key in ("iteration", "loss", "epoch", "epoch_loss", "val_epoch")}
+    joined["val_metric"] = []
+    iterations = epochs = 0.0
+    for curves in stages:
+        joined["iteration"] += [i + iterations for i in curves["iteration"]]
+        joined["loss"] += list(curves["loss"])
+        joined["epoch"] += [e + epochs for e in curves["epoch"]]
+        joined["epoch_loss"] += list(curves["epoch_loss"])
+        joined["val_epoch"] += [e + epochs for e in curves["val_epoch"]]
+        joined["val_metric"] += list(curves["val_metric"])
+        iterations += max(curves["iteration"], default=0.0)
+        epochs += max(curves["epoch"], default=0.0)
+    return joined
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m common.figures --png PNG OUTPUT_DIR [OUTPUT_DIR ...]``: training curves (stages in order)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("output_dirs", nargs="+", help="training runs' output_dir (train_losses.jsonl, TensorBoard)")
+    parser.add_argument("--png", required=True, help="figure to write")
+    parser.add_argument("--title", default="Training curves")
+    parser.add_argument("--metric", default="val_mean_dice", help="validation metric (TensorBoard tag)")
+    args = parser.parse_args(argv)
+    curves = concatenate_curves([read_training_curves(d, args.metric) for d in args.output_dirs])
+    print(training_curves_figure(curves, args.png, args.title))
+
+
+if __name__ == "__main__":
+    main()

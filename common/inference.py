@@ -9,6 +9,7 @@ when any case failed, so scripts and schedulers see the failure.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -151,7 +152,13 @@ class FaultTolerantEvaluator(SupervisedEvaluator):
             logger.error(f"{position} FAILED {case}: {error_reason(error)}")
             return {}
         self.succeeded.append(case)
-        logger.info(f"{position} done {case} ({time.perf_counter() - start:.1f} s)")
+        written = sorted(
+            os.path.basename(p) for p in glob.glob(glob.escape(str(self.output_dir / case_id(case))) + "_*")
+        )
+        logger.info(
+            f"{position} done {case} ({time.perf_counter() - start:.1f} s): wrote {', '.join(written) or 'nothing'} "
+            f"in {self.output_dir}"
+        )
         return output
 
     def _check_outputs_do_not_touch_inputs(self) -> None:

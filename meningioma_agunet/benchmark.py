@@ -57,6 +57,12 @@ SPEC = benchmarking.BundleBenchmark(
     },
     tiny_input_shape=(64, 64, 48),
     tiny_input_spacing=(4.0, 4.0, 4.0),
+    # what each part of the fast path saves: the shipped default against each one turned off
+    processing_variants={
+        "fp32, default layout (precision fp32, channels_last false)": {"precision": "fp32", "channels_last": False},
+        "float32 probability map (quantize_prob false)": {"quantize_prob": False},
+        "one data-loader worker (num_workers 1)": {"num_workers": 1},
+    },
 )
 
 

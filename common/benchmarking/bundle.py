@@ -39,6 +39,8 @@ from common.benchmarking.synthetic import (
 )
 from common.benchmarking.timing import cudnn_flags, torch_threads
 from common.benchmarking.training import time_training_end_to_end, time_training_steps, training_components
+from common.flags import as_flag
+from common.precision import PrecisionInferer
 
 __all__ = ["BundleBenchmark", "run_benchmark"]
 
@@ -73,6 +75,8 @@ class BundleBenchmark:
         tiny_overrides: config overrides of ``--tiny`` (tiny network and grids).
         tiny_input_shape, tiny_input_spacing: the new patient's grid with ``--tiny``.
         tiny_phantom_spacing_scale: voxel-size factor of the training phantoms with ``--tiny``.
+        processing_variants: label -> inference-config overrides: more processing rows of our pipeline on the same
+            file (for example the whole-volume window instead of coarse-to-fine), each compared with the shipped one.
     """
 
     name: str
@@ -94,6 +98,7 @@ class BundleBenchmark:
     tiny_input_shape: tuple[int, int, int] = (48, 48, 40)
     tiny_input_spacing: tuple[float, float, float] = (4.0, 4.0, 4.0)
     tiny_phantom_spacing_scale: float = 4.0
+    processing_variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     repo_root: Path = field(default_factory=lambda: Path(__file__).resolve().parents[2])
 
     @property
@@ -283,20 +288,19 @@ def _inference_rows(ctx: _Context, device_name: str) -> tuple[list[dict[str, Any
     device = torch.device("cuda", 0) if device_name == "cuda" else torch.device("cpu")
     device_flow = bundle_workflow(config, "infer", **{**overrides, **device_overrides(device)})
     device_config = device_flow.parser
-    amp = bool(device_config.get_parsed_content("amp")) and device.type == "cuda"
-    amp_kwargs = (
-        device_config.get_parsed_content("evaluator#amp_kwargs") if "evaluator#amp_kwargs" in device_config else None
+    fast_path = PrecisionInferer(
+        precision=device_config.get_parsed_content("precision"),
+        channels_last=as_flag(device_config.get_parsed_content("channels_last"), "channels_last"),
     )
     rows: list[dict[str, Any]] = []
 
-    def latency(network: torch.nn.Module, with_amp: bool) -> dict[str, Any]:
+    def latency(network: torch.nn.Module, ours: bool) -> dict[str, Any]:
         return time_network_latency(
             network,
             input_shape=ctx.network_shape,
             batch_size=ctx.latency_batch,
             device=device,
-            amp=with_amp and amp,
-            amp_kwargs=amp_kwargs,
+            inferer=fast_path if ours else None,
             repeats=options.repeats,
             warmup=options.warmup,
         )
@@ -367,6 +371,21 @@ def _inference_rows(ctx: _Context, device_name: str) -> tuple[list[dict[str, Any
         rows += _cpu_backend_rows(ctx, network_factory(config, **overrides))
 
     _guarded(rows, "processing", spec.model, "ours", device_name, run_ours)
+    for label, variant in spec.processing_variants.items():
+
+        def run_variant(variant: Mapping[str, Any] = variant, label: str = label) -> dict[str, Any]:
+            return time_bundle_inference(
+                config,
+                bundle_root=spec.bundle_root,
+                input_dir=ctx.input_dir,
+                output_dir=out / "variants" / label.replace(" ", "_"),
+                ckpt_path=ctx.ckpt,
+                device=device,
+                repeats=options.repeats,
+                overrides={**overrides, **variant},
+            )
+
+        _guarded(rows, "processing_variant", f"{spec.model}, {label}", "ours", device_name, run_variant)
     _guarded(rows, "processing", spec.model, "stock", device_name, run_stock)
     if not options.no_cli:
         _guarded(rows, "processing_cli", spec.model, "ours", device_name, run_cli)
@@ -471,7 +490,7 @@ def _training_rows(ctx: _Context) -> list[dict[str, Any]]:
         return rows
     if "cuda" in options.device and torch.cuda.is_available():
         device_name = "cuda"
-    elif options.allow_cpu_training and "cpu" in options.device:
+    elif options.allow_cpu_training and "cpu" in options.device:  # the CPU rows of the fast path
         device_name = "cpu"
     else:
         why = "CUDA is not available" if not torch.cuda.is_available() else "the GPU was not requested (--device)"
@@ -520,7 +539,14 @@ def _training_rows(ctx: _Context) -> list[dict[str, Any]]:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, False
         _guarded(rows, "training_step", spec.stock_network_label, "stock", device_name, stock)
 
-    for model, variant in spec.variants.items():
+    precisions = list(dict.fromkeys(options.train_precisions))
+    trained = {m: v for m, v in spec.variants.items() if not options.train_variants or m in options.train_variants}
+    steps = {
+        (model if precision == "auto" else f"{model} ({precision})"): {**variant, "precision": precision}
+        for model, variant in trained.items()
+        for precision in precisions
+    }
+    for model, variant in steps.items():
 
         def step(variant: Mapping[str, Any] = variant) -> dict[str, Any]:
             with cudnn_flags():
@@ -543,7 +569,7 @@ def _training_rows(ctx: _Context) -> list[dict[str, Any]]:
 
         _guarded(rows, "training_step", model, "ours", device_name, step)
 
-    for model, variant in spec.variants.items():
+    for model, variant in trained.items() if options.train_epochs > 0 else ():
         _guarded(
             rows,
             "training_end_to_end",

@@ -61,13 +61,24 @@ def build_parser(spec: BundleBenchmark) -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-cpu-training",
         action="store_true",
-        help="measure training throughput on the CPU when CUDA is missing (use with --tiny)",
+        help="measure training throughput on the CPU when CUDA is missing",
     )
+    parser.add_argument(
+        "--train-precisions",
+        nargs="+",
+        choices=["auto", "bf16", "fp32"],
+        default=["auto"],
+        help="precision of our training-step rows (default: auto, as the configs; 'auto fp32' adds fp32 rows)",
+    )
+    parser.add_argument("--train-variants", nargs="+", help="models of our training rows (default: every variant)")
     parser.add_argument("--train-steps", type=int, default=10, help="timed training iterations (default 10)")
     parser.add_argument("--warmup-steps", type=int, default=3, help="untimed training iterations (default 3)")
     parser.add_argument("--train-cases", type=int, default=8, help="phantom cases for end-to-end training (8)")
     parser.add_argument(
-        "--train-epochs", type=int, default=3, help="end-to-end training epochs, the first a warm-up (default 3)"
+        "--train-epochs",
+        type=int,
+        default=3,
+        help="end-to-end training epochs, the first a warm-up (default 3; 0 skips the end-to-end rows)",
     )
     parser.add_argument("--seed", type=int, default=0, help="phantom and weight seed (default 0)")
     parser.add_argument("--work-dir", help="keep the volume, checkpoint and outputs here (default: a temporary one)")

@@ -43,14 +43,11 @@ def bundle_workflow(config_file: str | Path, workflow_type: str = "infer", **ove
 
 
 def device_overrides(device: torch.device | str) -> dict[str, Any]:
-    """Config overrides that pin a bundle config to ``device``; AMP stays as the config sets it except on the CPU."""
+    """Config overrides that pin a bundle config to ``device`` (its ``precision`` then resolves for that device)."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", 0)
-    overrides: dict[str, Any] = {"device": f"$torch.device('{device}')"}
-    if device.type != "cuda":
-        overrides["amp"] = False
-    return overrides
+    return {"device": f"$torch.device('{device}')"}
 
 
 def parse_config_item(

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.inferers import Inferer, SimpleInferer
 
 from common.benchmarking.configs import bundle_workflow, device_overrides
 from common.benchmarking.profiling import TransformTimer
@@ -34,7 +35,6 @@ from common.benchmarking.synthetic import random_input
 from common.benchmarking.timing import (
     cpu_seconds,
     cudnn_flags,
-    gpu_autocast,
     is_cuda,
     measure,
     median,
@@ -43,6 +43,7 @@ from common.benchmarking.timing import (
     synchronize,
 )
 from common.parameters import count_parameters
+from common.precision import precision_label
 
 __all__ = [
     "build_stock_postprocessing",
@@ -338,26 +339,30 @@ def time_network_latency(
     device: torch.device | str,
     batch_size: int = 1,
     in_channels: int = 1,
-    amp: bool = False,
-    amp_kwargs: Mapping[str, Any] | None = None,
+    inferer: Inferer | None = None,
     repeats: int = 3,
     warmup: int = 1,
 ) -> dict[str, Any]:
-    """One forward pass in evaluation mode under ``torch.no_grad`` (and autocast with ``amp`` on a GPU)."""
+    """One forward pass in evaluation mode under ``torch.no_grad``, through ``inferer`` (plain fp32 when ``None``).
+
+    The bundles pass their config's :class:`common.precision.PrecisionInferer` (bf16 autocast and channels_last_3d
+    where they are native), the stock peer none.
+    """
     device = torch.device(device)
     network = network.to(device).eval()
     inputs = random_input(input_shape, batch_size, in_channels).to(device)
+    run = inferer if inferer is not None else SimpleInferer()
 
     def forward() -> None:
-        with torch.no_grad(), gpu_autocast(device, amp, amp_kwargs):
-            network(inputs)
+        with torch.no_grad():
+            run(inputs, network)
 
     measurement = measure(forward, device=device, repeats=repeats, warmup=warmup)
     return {
         **measurement.to_dict(),
         "input_shape": list(input_shape),
         "batch_size": batch_size,
-        "amp": bool(amp and is_cuda(device)),
+        "precision": precision_label(run, device),
         "parameters": {
             "trainable": count_parameters(network, include_bn_statistics=False, trainable_only=True),
             "with_bn_statistics": count_parameters(network),

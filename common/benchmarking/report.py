@@ -17,6 +17,7 @@ from common.benchmarking.machine import describe_machine
 __all__ = [
     "MARKER_END",
     "MARKER_START",
+    "markdown_table",
     "render_markdown",
     "replace_marked_section",
     "update_model_card",
@@ -58,7 +59,8 @@ def _cell(row: Mapping[str, Any] | None, key: str) -> str:
     return _fmt(row.get(key))
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], align: Sequence[str] | None = None) -> str:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: Sequence[str] | None = None) -> str:
+    """A Markdown table; by default the first column is left-aligned and the others right-aligned."""
     align = align or ["---", *["---:"] * (len(header) - 1)]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -133,7 +135,7 @@ def _cpu_backends_table(rows: Sequence[Mapping[str, Any]], model: str, latency_i
         + (f", {threads} threads" if threads else "")
         + "; preparation: scripting or export and session creation, paid once when the model is loaded; difference: "
         "largest absolute difference of the logits from eager fp32):\n\n"
-        + _table(
+        + markdown_table(
             [
                 "Backend",
                 "Latency (s)",
@@ -162,7 +164,9 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     """The benchmark as Markdown (no headings, so that it fits in a model-card section)."""
     rows = results["rows"]
     model, stock_net = results["model"], results["stock_network"]
-    variants = list(dict.fromkeys(r["model"] for r in rows if r["pipeline"] == "ours"))
+    variants = list(
+        dict.fromkeys(r["model"] for r in rows if r["pipeline"] == "ours" and r["category"] != "processing_variant")
+    )
     variants = [model, *[v for v in variants if v != model]]
     devices = _ordered_devices(results)
     train_device = _training_device(rows)
@@ -241,7 +245,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         f"the cached, augmented data pipeline, on the {train_label}; inference: the network on the whole volume"
         + ("" if whole_volume else ", sliding window included, from the processing runs")
         + "):\n\n"
-        + _table(
+        + markdown_table(
             [
                 "Model",
                 "Parameters",
@@ -304,7 +308,28 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         if device == "cuda":
             add("Peak GPU memory, latency (MB)", device, "network_latency", "peak_gpu_mb", False, None)
             add("Peak GPU memory, processing (MB)", device, "processing", "peak_gpu_mb", True, None)
-    parts.append("**Side by side** (speed-up: how many times faster ours is):\n\n" + _table(header, side))
+    parts.append("**Side by side** (speed-up: how many times faster ours is):\n\n" + markdown_table(header, side))
+    variant_rows = [r for r in rows if r["category"] == "processing_variant"]
+    if variant_rows:
+        lines = []
+        for row in variant_rows:
+            shipped = _find(rows, "processing", model, "ours", row["device"])
+            lines.append(
+                [
+                    row["model"],
+                    _DEVICE_LABELS.get(row["device"], row["device"]),
+                    _cell(row, "loaded_s"),
+                    _cell(shipped, "loaded_s"),
+                    _speedup(row, shipped, "loaded_s", False),
+                ]
+            )
+        parts.append(
+            "**Other inference settings on the same file** (processing, model loaded; speed-up: how many times faster "
+            "the shipped default is):\n\n"
+            + markdown_table(
+                ["Setting", "Device", "Processing (s)", f"{model}, shipped default (s)", "Speed-up"], lines
+            )
+        )
     backends = _cpu_backends_table(rows, model, settings["latency_input"])
     if backends:
         parts.append(backends)
@@ -339,17 +364,19 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             "**Where the time goes** (our pipeline, one case; the '·' preprocessing lines are each transform timed on "
             f"its own in the main process with the data loader workers' torch threads ({threads}), the others come "
             "from the timed runs):\n\n"
-            + _table(
+            + markdown_table(
                 ["Step", *[f"{_DEVICE_LABELS.get(d, d)} (s)" for d in profiled]],
                 [[label, *[_fmt(v.get(d)) for d in profiled]] for label, v in lines],
             )
         )
 
     notes = [
-        "Inference: one forward pass in evaluation mode (bf16 autocast on the GPU where the inference config enables "
-        "AMP); processing: from the NIfTI on disk to the probability map, mask and JSON report on disk (stock: the "
-        "mask), 'model loaded' being the per-case loop of a second run of the same evaluator, 'incl. model load' the "
-        "first run including the workflow's creation (config parsing, network construction) and checkpoint loading.",
+        "Inference: one forward pass in evaluation mode through the config's fast path (`precision` auto: bf16 "
+        "autocast and channels_last_3d where the device computes bf16 natively, fp32 elsewhere; stock: fp32); "
+        "'(fp32)' rows: `precision fp32`; processing: from the NIfTI on disk to the probability map, mask and JSON "
+        "report on disk (stock: the mask), 'model loaded' being the per-case loop of a second run of the same "
+        "evaluator, 'incl. model load' the first run including the workflow's creation (config parsing, network "
+        "construction) and checkpoint loading.",
         f"Stock MONAI pipeline: LoadImaged, Orientationd, Spacingd, CropForegroundd, Resized (where the bundle "
         f"resizes), the {model} network (same weights, fp32, inferer of the bundle), Invertd, AsDiscreted (argmax), "
         "SaveImaged, default settings, same DataLoader workers as the bundle.",
@@ -379,16 +406,23 @@ def write_results(results: Mapping[str, Any], output_dir: str | Path, markdown: 
     return json_path, md_path
 
 
-def replace_marked_section(text: str, body: str, heading: str = "## Speed", before: str = "## Limitations") -> str:
-    """``text`` with ``body`` between the benchmark markers; everything outside the markers is kept.
+def replace_marked_section(
+    text: str,
+    body: str,
+    heading: str = "## Speed",
+    before: str = "## Limitations",
+    markers: tuple[str, str] = (MARKER_START, MARKER_END),
+) -> str:
+    """``text`` with ``body`` between the ``markers`` (the benchmark's by default); everything outside is kept.
 
     Where the markers are missing, the content of the ``heading`` section is replaced by the markers and ``body``;
     without such a section, one is inserted before the ``before`` heading (or appended).
     """
-    block = f"{MARKER_START}\n{body.strip()}\n{MARKER_END}"
-    if MARKER_START in text and MARKER_END in text:
-        start = text.index(MARKER_START)
-        end = text.index(MARKER_END, start) + len(MARKER_END)
+    marker_start, marker_end = markers
+    block = f"{marker_start}\n{body.strip()}\n{marker_end}"
+    if marker_start in text and marker_end in text:
+        start = text.index(marker_start)
+        end = text.index(marker_end, start) + len(marker_end)
         return text[:start] + block + text[end:]
     lines = text.splitlines(keepends=True)
     titles = [i for i, line in enumerate(lines) if line.rstrip() == heading]

@@ -47,7 +47,7 @@ def write_synthetic_volume(
     axcodes: str = "LPS",
     label_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Write a phantom head of the given grid as a NIfTI file (and optionally its ground-truth label).
+    """Write a phantom head of the given grid as an int16 NIfTI file (and optionally its ground-truth label).
 
     The phantom of ``seed`` is sampled as usual (:func:`common.phantoms.sample_meningioma_spec` or
     :func:`common.phantoms.sample_vestibular_spec`: anatomy, lesions, intensities, bias field, noise), its acquisition
@@ -90,7 +90,9 @@ def write_synthetic_volume(
     phantom = render(dataclasses.replace(spec, acquisition=acquisition))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for array, dtype, target in ((phantom.image, np.float32, path), (phantom.label, np.uint8, label_path)):
+    # int16 as scanners write it: intensities scaled to 0..4000, stored without NIfTI scaling
+    scanner = np.rint(phantom.image * (4000.0 / max(float(phantom.image.max()), 1e-6))).astype(np.int16)
+    for array, dtype, target in ((scanner, np.int16, path), (phantom.label, np.uint8, label_path)):
         if target is None:
             continue
         Path(target).parent.mkdir(parents=True, exist_ok=True)

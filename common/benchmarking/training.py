@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from monai.inferers import Inferer
 
 from common.benchmarking.configs import bundle_workflow, device_overrides
-from common.benchmarking.timing import cudnn_flags, is_cuda, peak_gpu_memory_mb, reset_peak_gpu_memory, synchronize
+from common.benchmarking.timing import cudnn_flags, peak_gpu_memory_mb, reset_peak_gpu_memory, synchronize
 from common.parameters import count_parameters
+from common.precision import precision_label
 
 __all__ = ["EPOCH_VOLUMES", "time_training_end_to_end", "time_training_steps", "training_components"]
 
@@ -33,7 +35,7 @@ def training_components(
     overrides: Mapping[str, Any] | None = None,
     trainer_id: str = "train#trainer",
 ) -> dict[str, Any]:
-    """Network, loss, optimiser and AMP settings as a bundle's train config builds them (after its ``initialize``).
+    """Network, loss, optimiser and inferer as a bundle's train config builds them (after its ``initialize``).
 
     The config's ``initialize`` runs (seed, cuDNN settings), so the caller should restore cuDNN flags afterwards.
     """
@@ -49,8 +51,7 @@ def training_components(
         "network": get(_option_id(flow, trainer_id, "network", "network")),
         "loss_function": get(_option_id(flow, trainer_id, "loss_function", "loss")),
         "optimizer": get(_option_id(flow, trainer_id, "optimizer", "optimizer")),
-        "amp": bool(option("amp", False)) and is_cuda(device),
-        "amp_kwargs": option("amp_kwargs", None),
+        "inferer": get(_option_id(flow, trainer_id, "inferer", "train#inferer")),
         "accumulation_steps": int(option("accumulation_steps", 1)),
         "batch_size": int(flow.parser.get_parsed_content("batch_size")) if "batch_size" in flow.parser else 2,
     }
@@ -70,8 +71,7 @@ def time_training_steps(
     device: torch.device | str,
     input_shape: Sequence[int],
     batch_size: int = 2,
-    amp: bool = False,
-    amp_kwargs: Mapping[str, Any] | None = None,
+    inferer: Inferer | None = None,
     accumulation_steps: int = 1,
     steps: int = 10,
     warmup: int = 3,
@@ -101,8 +101,7 @@ def time_training_steps(
         network=network,
         optimizer=optimizer,
         loss_function=loss_function,
-        amp=bool(amp and device.type == "cuda"),
-        amp_kwargs=dict(amp_kwargs or {}) or None,
+        inferer=inferer,
         decollate=False,
         accumulation_steps=accumulation_steps,
     )
@@ -132,7 +131,7 @@ def time_training_steps(
         "iteration_times_s": timed,
         "batch_size": batch_size,
         "input_shape": list(input_shape),
-        "amp": bool(amp and device.type == "cuda"),
+        "precision": precision_label(inferer, device),
         "peak_gpu_mb": peak_gpu_memory_mb(device),
         "parameters": {
             "trainable": count_parameters(network, include_bn_statistics=False, trainable_only=True),

@@ -7,7 +7,7 @@
 """
 
 from common.metrics.case_metrics import CaseMetricsd, CaseMetricsSaver, case_name, summarise_case_metrics
-from common.metrics.detection import DetectionCounts, detection_scores, dice_tp, match_lesions
+from common.metrics.detection import DetectionCounts, detection_scores, dice_tp, match_lesions, small_lesion_hits
 from common.metrics.segmentation import (
     DEFAULT_THRESHOLDS,
     dice,
@@ -35,6 +35,7 @@ __all__ = [
     "mean_std",
     "pooled_mean_std",
     "relative_volume_error",
+    "small_lesion_hits",
     "spacing_mm",
     "split_by_volume",
     "summarise_case_metrics",

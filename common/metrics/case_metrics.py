@@ -24,7 +24,8 @@ from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from common.metrics.detection import DetectionCounts, detection_scores, match_lesions
+from common.lesions import voxel_volume_ml
+from common.metrics.detection import DetectionCounts, detection_scores, match_lesions, small_lesion_hits
 from common.metrics.segmentation import (
     DEFAULT_THRESHOLDS,
     dice,
@@ -73,7 +74,8 @@ class CaseMetricsd(MapTransform):
 
     The dict holds ``case``, ``filename``, ``dice``, one ``dice_pt<t>`` per threshold (if ``prob_key`` is given),
     ``assd_mm``, ``hd95_mm``, ``rve_percent``, ``ref_volume_ml``, ``pred_volume_ml``, ``tp``, ``fn``, ``fp``,
-    ``pred_components``, ``ref_components`` and ``detected`` (0/1). The mask and the label are binarised at 0.5.
+    ``pred_components``, ``ref_components``, ``detected`` (0/1), and ``small_ref`` / ``small_tp``: the reference
+    lesions below ``small_lesion_ml`` and how many of them are detected. The mask and the label are binarised at 0.5.
 
     Args:
         prob_key: foreground probability map, (1, H, W, D); ``None`` to skip the Dice per threshold.
@@ -84,6 +86,8 @@ class CaseMetricsd(MapTransform):
         output_key: where to store the dict. Defaults to ``"case_metrics"``.
         prob_channel: channel of ``prob_key`` holding the tumour probability (for 2-channel softmax maps). Default -1.
         allow_missing_keys: passed to ``MapTransform`` (a missing probability map then skips the thresholds).
+        small_lesion_ml: lesion volume below which a reference lesion counts as small. Defaults to 3 ml (Bouget et
+            al. 2021, Section 4.3).
     """
 
     def __init__(
@@ -96,8 +100,10 @@ class CaseMetricsd(MapTransform):
         output_key: str = "case_metrics",
         prob_channel: int = -1,
         allow_missing_keys: bool = False,
+        small_lesion_ml: float = SMALL_TUMOUR_ML,
     ) -> None:
         super().__init__([k for k in (prob_key, mask_key, label_key) if k], allow_missing_keys)
+        self.small_lesion_ml = float(small_lesion_ml)
         self.prob_key, self.mask_key, self.label_key, self.image_key = prob_key, mask_key, label_key, image_key
         self.thresholds = tuple(float(t) for t in thresholds)
         self.output_key = output_key
@@ -145,6 +151,7 @@ class CaseMetricsd(MapTransform):
                 metrics[threshold_key(t)] = value
         assd, hd95 = surface_distances_mm(pred, ref, affine)
         counts = match_lesions(pred, ref)
+        small_tp, small_ref = small_lesion_hits(pred, ref, voxel_volume_ml(affine), self.small_lesion_ml)
         metrics.update(
             assd_mm=assd,
             hd95_mm=hd95,
@@ -153,6 +160,8 @@ class CaseMetricsd(MapTransform):
             pred_volume_ml=volume_ml(pred, affine),
             **counts.to_dict(),
             detected=int(counts.detected),
+            small_ref=small_ref,
+            small_tp=small_tp,
         )
         d[self.output_key] = metrics
         return d
@@ -180,6 +189,12 @@ def _counts(row: Mapping[str, Any]) -> DetectionCounts:
     return DetectionCounts(**{k: int(row[k]) for k in _COUNT_KEYS})
 
 
+def _small_lesion_recall(rows: Sequence[Mapping[str, Any]]) -> float:
+    """Detected / all reference lesions below the small-lesion volume, pooled over ``rows`` (NaN when none)."""
+    total = np.nansum(_column(rows, "small_ref"))
+    return float(np.nansum(_column(rows, "small_tp")) / total) if total > 0 else math.nan
+
+
 def _group_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     counts = [_counts(row) for row in rows]
     dices = _column(rows, "dice")
@@ -193,6 +208,7 @@ def _group_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "rve_percent": mean_std(_column(rows, "rve_percent")),
         "detection": {
             **detection_scores(counts),
+            "small_lesion_recall": _small_lesion_recall(rows),
             **{k: int(sum(getattr(c, k) for c in counts)) for k in _COUNT_KEYS},
             "detected_cases": int(detected.sum()),
         },

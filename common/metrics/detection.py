@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from common.lesions import CONNECTIVITY_26
 
-__all__ = ["DetectionCounts", "detection_scores", "dice_tp", "match_lesions"]
+__all__ = ["DetectionCounts", "detection_scores", "dice_tp", "match_lesions", "small_lesion_hits"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,22 @@ def match_lesions(pred: Any, ref: Any) -> DetectionCounts:
     tp = int(np.count_nonzero(np.unique(ref_labels[overlap])))
     pred_tp = int(np.count_nonzero(np.unique(pred_labels[overlap])))
     return DetectionCounts(tp=tp, fn=n_ref - tp, fp=n_pred - pred_tp, pred_components=n_pred, ref_components=n_ref)
+
+
+def small_lesion_hits(pred: Any, ref: Any, voxel_ml: float, max_ml: float) -> tuple[int, int]:
+    """Lesion-wise detection of the small lesions of one case: (detected, total) reference components < ``max_ml``.
+
+    A reference component (26-connected) is small when its voxel count times ``voxel_ml`` is below ``max_ml``, and
+    detected when at least one predicted voxel lies in it (the pairing rule of :func:`match_lesions`).
+    """
+    ref_labels, n_ref = _components(ref)
+    if n_ref == 0:
+        return 0, 0
+    pred_mask = _components(pred)[0] > 0
+    sizes = np.bincount(ref_labels.ravel(), minlength=n_ref + 1)[1:] * float(voxel_ml)
+    hit = np.bincount(ref_labels[pred_mask].ravel(), minlength=n_ref + 1)[1:] > 0
+    small = sizes < max_ml
+    return int(np.count_nonzero(hit & small)), int(np.count_nonzero(small))
 
 
 def _ratio(num: float, den: float) -> float:

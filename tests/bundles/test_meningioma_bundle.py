@@ -247,7 +247,7 @@ def test_inference_outputs_on_the_input_grid_and_batch_survives_bad_cases(traine
     np.testing.assert_allclose(dicom_seg.affine, dicom_source.affine, atol=1e-3)
 
     source = nib.load(str(good))
-    for postfix, dtype in (("prob", np.float32), ("seg", np.uint8)):
+    for postfix, dtype in (("prob", np.uint8), ("seg", np.uint8)):  # prob: uint8 with NIfTI scaling
         result = nib.load(str(out / f"oblique_lps_{postfix}.nii.gz"))
         assert result.shape == source.shape
         np.testing.assert_allclose(result.affine, source.affine, atol=1e-4)

@@ -43,9 +43,10 @@ def test_required_packages_are_common_and_the_bundles_own():
 
 
 def test_packed_bundle_runs_inference_without_the_repository(tmp_path):
-    # a copy of the bundle folder with tiny weights (the repository's bundle has none)
+    # a copy of the bundle folder with tiny weights instead of the shipped ones (so their recorded hash goes too)
     source = tmp_path / "source" / BUNDLE
     shutil.copytree(bundle_dir(BUNDLE), source, ignore=shutil.ignore_patterns("data", "eval", "*.pt", "*.ts"))
+    (source / "large_files.yml").write_text("large_files: []\n", encoding="utf-8")
     (source / "models").mkdir(exist_ok=True)
     torch.save(AGUNet(filters=TINY_MENINGIOMA["filters"]).state_dict(), source / "models" / "model.pt")
     main([str(source), "--output", str(tmp_path / "dist"), "--schema", str(SCHEMA)])

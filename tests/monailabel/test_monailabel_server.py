@@ -145,7 +145,10 @@ def _app(bundle: str, root: Path, dataset: Path, image: Path) -> tuple[Path, Pat
         "run",
         "--config_file", str(configs / "inference.json"),
         "--meta_file", str(configs / "metadata.json"),
-        overrides={"bundle_root": str(target), "dataset_dir": str(single), "output_dir": str(output)},
+        # float32 probabilities, so that thresholding them repeats the mask exactly
+        overrides={
+            "bundle_root": str(target), "dataset_dir": str(single), "output_dir": str(output), "quantize_prob": False
+        },
     )  # fmt: skip
     prob = output / image.name.replace(".nii.gz", "_prob.nii.gz")
     values = np.asarray(nib.load(str(prob)).dataobj)

@@ -101,3 +101,14 @@ def test_dice_tp():
     assert math.isnan(dice_tp([0.0], [False]))
     with pytest.raises(ValueError):
         dice_tp([0.5, 0.5], [True])
+
+
+def test_small_lesion_hits_count_only_lesions_below_the_volume():
+    from common.metrics import small_lesion_hits
+
+    small, large = np.s_[2:4, 2:4, 2:4], np.s_[10:18, 10:18, 10:18]  # 8 and 512 voxels
+    ref = _mask(small, large)
+    # 1 ml voxels: the small lesion (8 ml) is below 10 ml, the large one (512 ml) is not
+    assert small_lesion_hits(_mask(large), ref, voxel_ml=1.0, max_ml=10.0) == (0, 1)
+    assert small_lesion_hits(_mask(np.s_[3:5, 3:5, 3:5]), ref, voxel_ml=1.0, max_ml=10.0) == (1, 1)
+    assert small_lesion_hits(_mask(), _mask(), voxel_ml=1.0, max_ml=10.0) == (0, 0)
