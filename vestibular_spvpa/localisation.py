@@ -155,7 +155,6 @@ class CoarseToFineInferer(Inferer):
             if gate_margin_mm is None
             else [max(0, math.ceil(float(gate_margin_mm) / float(c))) for c in localiser_spacing]
         )
-        self._coarse: torch.Tensor | None = None
         self.last_candidates: list[list[Candidate]] = []
         self.last_affines: list[list[list[float]] | None] = []
 
@@ -173,10 +172,11 @@ class CoarseToFineInferer(Inferer):
 
     def localise(self, image: torch.Tensor, affine: np.ndarray | None = None) -> list[Candidate]:
         """The candidate boxes for one (1, C, H, W, D) preprocessed image."""
-        coarse = self.coarse_probability(image)
-        self._coarse = coarse
+        return self._candidates(self.coarse_probability(image), image.shape[2:], affine)
+
+    def _candidates(self, coarse: torch.Tensor, shape: Sequence[int], affine: np.ndarray | None) -> list[Candidate]:
+        """The candidate boxes on the fine grid of ``shape`` from the coarse probability map."""
         prob = coarse.cpu().numpy()
-        shape = image.shape[2:]
         candidates = []
         for score, centre, fallback in find_candidates(prob, self.threshold, self.max_candidates, self.lateral_axis):
             fine = [(c + 0.5) / f - 0.5 for c, f in zip(centre, self.scale)]  # coarse voxel centre -> fine voxel
@@ -201,10 +201,11 @@ class CoarseToFineInferer(Inferer):
         for b in range(inputs.shape[0]):
             image = inputs[b : b + 1]
             affine = None if affines is None else np.asarray(affines[b].cpu(), dtype=np.float64)
-            candidates = self.localise(image, affine)
+            coarse = self.coarse_probability(image)
+            candidates = self._candidates(coarse, image.shape[2:], affine)
             self.last_candidates.append(candidates)
             self.last_affines.append(None if affine is None else affine.tolist())
-            gate = self._gate(image.shape[2:]) if self.gate_radius is not None else None
+            gate = self._gate(coarse, image.shape[2:]) if self.gate_radius is not None else None
             for candidate in candidates:
                 box = (slice(None), slice(None), *(slice(start, stop) for start, stop in candidate.box_voxels))
                 logits = self.inferer(image[box], network, *args, **kwargs)
@@ -217,10 +218,10 @@ class CoarseToFineInferer(Inferer):
         tiny = torch.finfo(torch.float32).tiny
         return torch.log(torch.cat([1.0 - foreground, foreground], dim=1).clamp_min(tiny))
 
-    def _gate(self, shape: Sequence[int]) -> torch.Tensor:
-        """(1, 1, *shape) mask of the last coarse region above the threshold, grown by the margin, on the fine grid."""
-        assert self._coarse is not None and self.gate_radius is not None
-        region = (self._coarse >= self.threshold).float()[None, None]
+    def _gate(self, coarse: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """(1, 1, *shape) mask of the coarse region above the threshold, grown by the margin, on the fine grid."""
+        assert self.gate_radius is not None
+        region = (coarse >= self.threshold).float()[None, None]
         kernel = [2 * r + 1 for r in self.gate_radius]
         grown = F.max_pool3d(region, kernel_size=kernel, stride=1, padding=self.gate_radius)
         return F.interpolate(grown, size=list(shape), mode="nearest")
