@@ -82,7 +82,8 @@ class SafeDataset(Dataset):
     """A MONAI ``Dataset`` that returns ``{FAILURE_KEY: message, image_key: path}`` for a case it cannot prepare.
 
     A case is also refused when its :func:`case_id` cannot name output files (empty, ``.``, ``..``) or repeats an
-    earlier case's (``a.nii.gz`` and ``a.mha``, or two folders' ``a.nii.gz``): its outputs would overwrite those.
+    earlier case's (``a.nii.gz`` and ``a.mha``, two folders' ``a.nii.gz``, or ``A.nii.gz`` and ``a.nii.gz``, which are
+    one file on case-insensitive file systems): its outputs would overwrite those.
 
     Args:
         data: datalist, e.g. from ``monai.data.load_decathlon_datalist``.
@@ -100,12 +101,12 @@ class SafeDataset(Dataset):
             name = case_id(path)
             if name in ("", ".", ".."):
                 self.refused[index] = f"{path}: cannot name output files after {name!r}; rename the input."
-            elif name in first:
+            elif name.casefold() in first:
                 self.refused[index] = (
-                    f"{path}: duplicate case name {name!r} (also {first[name]}): its outputs would overwrite that "
-                    "case's; rename one of them."
+                    f"{path}: duplicate case name {name!r} (also {first[name.casefold()]}): its outputs would "
+                    "overwrite that case's; rename one of them."
                 )
-            first.setdefault(name, path)
+            first.setdefault(name.casefold(), path)
 
     def _transform(self, index: int) -> Any:
         case = _case_name(self.data[index], self.image_key)

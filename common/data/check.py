@@ -10,7 +10,8 @@ The train configs run :func:`check_training_data` before anything else reads the
 any problem unless ``skip_bad_cases`` is true, in which case the bad cases are left out of the folds and the lists.
 
 Command line: ``check-dataset DATASET_DIR [--section training] [--label-values 0 1] [--min-extent-mm X Y Z]
-[--max-voxels N]`` (or ``python -m common.data.check``); exit status 1 when any case has a problem.
+[--max-voxels N] [--allow_outside_dataset true]`` (or ``python -m common.data.check``); exit status 1 when any case
+has a problem or a datalist entry resolves outside DATASET_DIR (see :mod:`common.data.containment`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from monai.transforms import LoadImage
 
 from common.console import echo
 from common.data.datalist import find_cases
+from common.flags import as_flag
 from common.transforms.check_image import UNREADABLE, CheckImaged, error_reason
 
 __all__ = ["DatasetReport", "check_cases", "check_dataset", "check_training_data", "main"]
@@ -110,17 +112,25 @@ def check_dataset(
     checker: CheckImaged,
     datalist: str | None = None,
     sections: Sequence[str] = ("training",),
+    allow_outside_dataset: bool = False,
 ) -> DatasetReport:
     """Check the cases of ``sections`` of a Decathlon dataset (or every image of a plain folder) with ``checker``.
 
     A case listed in two sections (a training case also in the test set) is a duplicate.
+
+    Raises:
+        OutsideDatasetError: an entry resolves outside ``dataset_dir`` and ``allow_outside_dataset`` is false.
     """
-    cases = [case for section in sections for case in find_cases(dataset_dir, datalist, section)]
+    cases = [case for section in sections for case in find_cases(dataset_dir, datalist, section, allow_outside_dataset)]
     return check_cases(cases, checker)
 
 
 def check_training_data(
-    datalist: str, checker: CheckImaged, skip_bad_cases: bool = False, section: str = "training"
+    datalist: str,
+    checker: CheckImaged,
+    skip_bad_cases: bool = False,
+    section: str = "training",
+    allow_outside_dataset: bool = False,
 ) -> list[str]:
     """Check a datalist's training cases before training; return the image paths to leave out.
 
@@ -129,14 +139,17 @@ def check_training_data(
         checker: the training pipeline's ``CheckImaged`` (image and label keys, label values, limits).
         skip_bad_cases: train without the bad cases (logged) instead of refusing to start.
         section: the datalist section that the folds are made from.
+        allow_outside_dataset: accept entries that resolve outside the datalist's folder.
 
     Returns:
         The bad cases' image paths: empty when all is well or ``skip_bad_cases`` is false.
 
     Raises:
         SystemExit: any case has a problem and ``skip_bad_cases`` is false; the message lists them all.
+        OutsideDatasetError: an entry resolves outside the datalist's folder, whatever ``skip_bad_cases`` says.
     """
-    report = check_dataset(os.path.dirname(os.path.abspath(datalist)), checker, datalist, (section,))
+    root = os.path.dirname(os.path.abspath(datalist))
+    report = check_dataset(root, checker, datalist, (section,), allow_outside_dataset)
     if not report.problems:
         logger.info(f"Dataset check of {datalist}: {report}")
         return []
@@ -164,6 +177,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--min-extent-mm", nargs=3, type=float, help="smallest field of view along R A S, e.g. the crop size"
     )
     parser.add_argument("--max-voxels", type=int, help="largest accepted number of voxels per image")
+    parser.add_argument(
+        "--allow-outside-dataset",
+        "--allow_outside_dataset",
+        type=lambda value: as_flag(value, "allow_outside_dataset"),
+        nargs="?",
+        const=True,
+        default=False,
+        help="read datalist entries that resolve outside DATASET_DIR (refused by default)",
+    )
     args = parser.parse_args(argv)
     checker = CheckImaged(
         keys=("image", "label"),
@@ -173,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         label_values=args.label_values,
         allow_missing_keys=True,
     )
-    report = check_dataset(args.dataset_dir, checker, args.datalist, args.section)
+    report = check_dataset(args.dataset_dir, checker, args.datalist, args.section, args.allow_outside_dataset)
     echo(str(report))
     if report.problems:
         raise SystemExit(1)

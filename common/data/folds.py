@@ -17,7 +17,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from monai.data import load_decathlon_datalist
+
+from common.data.containment import check_contained
+from common.data.datalist import read_datalist
 
 __all__ = ["default_splits_path", "ensure_folds", "label_volume_ml", "load_split", "main", "make_folds"]
 
@@ -49,14 +51,17 @@ def make_folds(
     seed: int = 0,
     section: str = "training",
     exclude: Collection[str] = (),
+    allow_outside_dataset: bool = False,
 ) -> str:
     """Write volume-stratified splits of a Decathlon datalist section to ``output`` (JSON) and return its path.
 
     The file holds, for each fold ``f``, the ``training`` / ``validation`` / ``test`` lists with paths relative to
     the datalist's folder, each case's volume and fold, and the ``excluded`` images.
     Cases whose image is in ``exclude`` (those that failed ``common.data.check``) are left out of every fold.
+    Entries that resolve outside the datalist's folder are refused unless ``allow_outside_dataset``.
 
     Raises:
+        OutsideDatasetError: an entry resolves outside the datalist's folder.
         ValueError: ``num_folds < 3`` or fewer cases than folds.
         FileExistsError: ``output`` exists (splits are never overwritten; delete the file to redo them).
     """
@@ -65,7 +70,7 @@ def make_folds(
     if os.path.exists(output):
         raise FileExistsError(f"{output} exists; splits are never overwritten. Delete it to make new ones.")
     root = os.path.dirname(os.path.abspath(datalist))
-    cases = load_decathlon_datalist(datalist, is_segmentation=True, data_list_key=section, base_dir=root)
+    cases = read_datalist(datalist, section, root, allow_outside_dataset)
     excluded = _real_paths(exclude)
     kept = [c for c in cases if os.path.realpath(c["image"]) not in excluded]
     left_out = sorted("./" + os.path.relpath(c["image"], root) for c in cases if c not in kept)
@@ -104,20 +109,38 @@ def default_splits_path(datalist: str, num_folds: int, seed: int) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(datalist)), f"splits_{num_folds}fold_seed{seed}.json")
 
 
-def ensure_folds(datalist: str, num_folds: int = 5, seed: int = 0, exclude: Collection[str] = ()) -> str:
+def ensure_folds(
+    datalist: str,
+    num_folds: int = 5,
+    seed: int = 0,
+    exclude: Collection[str] = (),
+    allow_outside_dataset: bool = False,
+) -> str:
     """Path of :func:`default_splits_path`, made by :func:`make_folds` (leaving out ``exclude``) if missing."""
     output = default_splits_path(datalist, num_folds, seed)
-    return output if os.path.isfile(output) else make_folds(datalist, output, num_folds, seed, exclude=exclude)
+    if os.path.isfile(output):
+        return output
+    return make_folds(datalist, output, num_folds, seed, exclude=exclude, allow_outside_dataset=allow_outside_dataset)
 
 
 def _real_paths(paths: Collection[str]) -> set[str]:
     return {os.path.realpath(p) for p in paths}
 
 
-def load_split(splits_file: str, fold: int, section: str, exclude: Collection[str] = ()) -> list[dict]:
+def load_split(
+    splits_file: str,
+    fold: int,
+    section: str,
+    exclude: Collection[str] = (),
+    allow_outside_dataset: bool = False,
+) -> list[dict]:
     """The ``section`` list (``training`` / ``validation`` / ``test``) of fold ``fold``, with absolute paths.
 
     Cases whose image is in ``exclude`` are left out (splits made before a case went bad still list it).
+
+    Raises:
+        OutsideDatasetError: an entry resolves outside the splits file's folder and ``allow_outside_dataset`` is
+            false (a splits file edited by hand, or made with ``allow_outside_dataset``).
     """
     if section not in SECTIONS:
         raise ValueError(f"section must be one of {SECTIONS}, got {section!r}.")
@@ -127,10 +150,11 @@ def load_split(splits_file: str, fold: int, section: str, exclude: Collection[st
         raise ValueError(f"fold must be in [0, {content['num_folds'] - 1}] for {splits_file}, got {fold}.")
     root = Path(splits_file).resolve().parent
     excluded = _real_paths(exclude)
-    cases = [
-        {k: str(root / v) if k in ("image", "label") else v for k, v in c.items()}
-        for c in content["folds"][fold][section]
-    ]
+    raw = content["folds"][fold][section]
+    cases = [{k: str(root / v) if k in ("image", "label") else v for k, v in c.items()} for c in raw]
+    check_contained(
+        cases, str(root), splits_file, f"folds[{fold}].{section}", raw=raw, allow_outside_dataset=allow_outside_dataset
+    )
     return [c for c in cases if os.path.realpath(c["image"]) not in excluded]
 
 

@@ -314,18 +314,34 @@ def test_torchscript_export_matches_pytorch(trained, tmp_path):
         torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-4)
 
 
-def test_outputs_stay_in_the_output_folder_whatever_the_datalist_paths(trained, meningioma_phantoms, tmp_path):
-    """Entries with ``..`` and sub-folders name outputs after the file alone; a repeated name fails, not overwrites."""
+@pytest.fixture
+def escaping_dataset(meningioma_phantoms, tmp_path) -> tuple[Path, list[str]]:
+    """A dataset.json whose entries use ``..``, an absolute path, sub-folders and names that differ only in case."""
     source = next((meningioma_phantoms / "imagesTs").glob("*.nii.gz")).read_bytes()
     dataset, outside = tmp_path / "dataset", tmp_path / "outside"
-    for folder in (outside, dataset / "a", dataset / "b"):
+    for folder in (outside, dataset / "a", dataset / "b", dataset / "c"):
         folder.mkdir(parents=True)
-    for path in (outside / "escape.nii.gz", dataset / "a" / "case.nii.gz", dataset / "b" / "case.nii.gz"):
+    for path in (
+        outside / "escape.nii.gz",
+        outside / "absolute.nii.gz",
+        dataset / "a" / "case.nii.gz",
+        dataset / "b" / "case.nii.gz",
+        dataset / "c" / "CASE.nii.gz",
+    ):
         path.write_bytes(source)
-    entries = ["../outside/escape.nii.gz", "./a/case.nii.gz", "./a/../b/case.nii.gz"]
+    entries = [
+        "../outside/escape.nii.gz",
+        str(outside / "absolute.nii.gz"),
+        "./a/case.nii.gz",
+        "./a/../b/case.nii.gz",
+        "c/CASE.nii.gz",
+    ]
     (dataset / "dataset.json").write_text(json.dumps({"test": [{"image": e} for e in entries]}), encoding="utf-8")
-    before = {p for p in tmp_path.rglob("*")}
+    return dataset, entries
 
+
+def test_inference_refuses_datalist_entries_outside_the_dataset(trained, escaping_dataset, tmp_path):
+    dataset, entries = escaping_dataset
     out = tmp_path / "out"
     proc = _run(
         ("inference",),
@@ -336,15 +352,46 @@ def test_outputs_stay_in_the_output_folder_whatever_the_datalist_paths(trained, 
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 1, log
+    assert "2 datalist path(s) outside the dataset folder" in log, log
+    for index, entry in enumerate(entries[:2]):
+        resolved = (tmp_path / "outside" / Path(entry).name).resolve()
+        assert f"dataset.json: 'test' entry {index} (image {entry!r}) resolves to {resolved}" in log, log
+    assert "--allow_outside_dataset true" in log and not out.exists()
+
+
+def test_outputs_stay_in_the_output_folder_whatever_the_datalist_paths(trained, escaping_dataset, tmp_path):
+    """With ``allow_outside_dataset`` the entries are read; outputs are named after the file alone, and a name that
+    repeats another (also in another case) fails instead of overwriting."""
+    dataset, _ = escaping_dataset
+    before = {p for p in tmp_path.rglob("*")}
+    out = tmp_path / "out"
+    proc = _run(
+        ("inference",),
+        check=False,
+        dataset_dir=str(dataset),
+        output_dir=str(out),
+        ckpt_path=str(trained / "models" / "model.pt"),
+        allow_outside_dataset=True,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 1, log
     summary = json.loads((out / "inference_summary.json").read_text(encoding="utf-8"))
     assert [Path(c).relative_to(tmp_path).as_posix() for c in summary["succeeded"]] == [
         "outside/escape.nii.gz",
+        "outside/absolute.nii.gz",
         "dataset/a/case.nii.gz",
     ]
+    assert [Path(f["case"]).relative_to(tmp_path).as_posix() for f in summary["failed"]] == [
+        "dataset/b/case.nii.gz",
+        "dataset/c/CASE.nii.gz",
+    ]
     assert "duplicate case name 'case'" in summary["failed"][0]["error"]
+    assert "duplicate case name 'CASE'" in summary["failed"][1]["error"]
     written = {p for p in tmp_path.rglob("*")} - before
     assert written and all(out in p.parents or p == out for p in written), sorted(map(str, written))
-    assert {"escape_seg.nii.gz", "case_seg.nii.gz", "case_report.json"} <= {p.name for p in out.iterdir()}
+    names = {p.name for p in out.iterdir()}
+    assert {"escape_seg.nii.gz", "absolute_seg.nii.gz", "case_seg.nii.gz", "case_report.json"} <= names
+    assert not any(name.startswith("CASE") for name in names)
 
 
 def test_inference_refuses_weights_whose_sha256_differs_from_the_record(trained, meningioma_phantoms, tmp_path):
