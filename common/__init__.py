@@ -1,1 +1,2 @@
-"""Building blocks shared by both bundles: blocks, attention, losses, transforms, data, phantoms, engines."""
+"""Code shared by both bundles, grouped by role as MONAI groups its own: network blocks and attention modules, losses,
+transforms, data (datalists, checks, folds), phantoms, training, inference, evaluation, io and benchmarking."""

@@ -40,7 +40,7 @@ from common.benchmarking.synthetic import (
 from common.benchmarking.timing import cudnn_flags, torch_threads
 from common.benchmarking.training import time_training_end_to_end, time_training_steps, training_components
 from common.flags import as_flag
-from common.precision import PrecisionInferer
+from common.inference.precision import PrecisionInferer
 
 __all__ = ["BundleBenchmark", "run_benchmark"]
 

@@ -42,8 +42,8 @@ from common.benchmarking.timing import (
     reset_peak_gpu_memory,
     synchronize,
 )
+from common.inference.precision import precision_label
 from common.parameters import count_parameters
-from common.precision import precision_label
 
 __all__ = [
     "build_stock_postprocessing",
@@ -345,8 +345,8 @@ def time_network_latency(
 ) -> dict[str, Any]:
     """One forward pass in evaluation mode under ``torch.no_grad``, through ``inferer`` (plain fp32 when ``None``).
 
-    The bundles pass their config's :class:`common.precision.PrecisionInferer` (bf16 autocast and channels_last_3d
-    where they are native), the stock peer none.
+    The bundles pass their config's :class:`common.inference.precision.PrecisionInferer` (bf16 autocast and
+    channels_last_3d where they are native), the stock peer none.
     """
     device = torch.device(device)
     network = network.to(device).eval()

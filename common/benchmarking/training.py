@@ -19,8 +19,8 @@ from monai.inferers import Inferer
 
 from common.benchmarking.configs import bundle_workflow, device_overrides
 from common.benchmarking.timing import cudnn_flags, peak_gpu_memory_mb, reset_peak_gpu_memory, synchronize
+from common.inference.precision import precision_label
 from common.parameters import count_parameters
-from common.precision import precision_label
 
 __all__ = ["EPOCH_VOLUMES", "time_training_end_to_end", "time_training_steps", "training_components"]
 

@@ -13,8 +13,8 @@ import numpy as np
 from monai.data import FolderLayout, MetaTensor
 from monai.transforms import LoadImage, MapTransform
 
-from common.lesions import find_lesions, max_axial_diameter_mm
-from common.metrics.segmentation import dice
+from common.evaluation.lesions import find_lesions, max_axial_diameter_mm
+from common.evaluation.metrics.segmentation import dice
 
 __all__ = ["LesionReportd"]
 

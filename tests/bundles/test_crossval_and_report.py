@@ -15,7 +15,7 @@ import pytest
 import torch
 from bundle_helpers import TINY_MENINGIOMA, bundle_dir
 
-from common import crossval, report
+from common.evaluation import crossval, report
 from common.phantoms import render_meningioma_growth, sample_meningioma_spec
 from common.phantoms.geometry import write_nifti_pair
 

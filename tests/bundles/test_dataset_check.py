@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,9 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def _dataset(corpus: Path, folder: Path) -> Path:
-    """A dataset folder of its own (folds are written next to dataset.json) whose files are the corpus's."""
-    folder.mkdir()
-    for item in corpus.iterdir():
-        (folder / item.name).symlink_to(item)
+    """A copy of the corpus in a folder of its own (folds are written next to dataset.json; links to the corpus
+    would resolve outside it and be refused)."""
+    shutil.copytree(corpus, folder, symlinks=True)
     return folder
 
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 from bundle_helpers import TINY_MENINGIOMA, TINY_VESTIBULAR, run_config, workflow, write_oblique_lps
 
-from common.dicom import write_dicom_series
-from common.dicom_seg import SaveDicomSegd
+from common.io.dicom import write_dicom_series
+from common.io.dicom_seg import SaveDicomSegd
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 #: bundle: tiny overrides, phantom fixture, oblique voxel size (mm) of the DICOM series, segment label, threshold.

@@ -7,8 +7,8 @@ import torch
 from bundle_helpers import bundle_dir, workflow
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 
-from common.inferers import EnsembleFlipInferer
-from common.precision import PrecisionInferer
+from common.inference.inferers import EnsembleFlipInferer
+from common.inference.precision import PrecisionInferer
 
 CASES = [
     ("meningioma_agunet", ["inference"], "inferer", SimpleInferer, [(0,), (1,), (0, 1)]),

@@ -26,7 +26,7 @@ from bundle_helpers import (
     write_oblique_lps,
 )
 
-from common.dicom import write_dicom_series
+from common.io.dicom import write_dicom_series
 
 BUNDLE = "meningioma_agunet"
 CONFIGS = bundle_dir(BUNDLE) / "configs"

@@ -1,0 +1,109 @@
+"""Phantom test: score a bundle's weights on phantoms from a seed its training never saw, with its evaluate config.
+
+:func:`evaluate_on_test_set` runs ``python -m monai.bundle run`` with the bundle's ``train.json`` + ``evaluate.json``
+on the ``test`` section of a phantom dataset (``eval_data``), so the predictions are inverted onto each original grid
+and scored there by :class:`common.evaluation.metrics.CaseMetricsd`, exactly as a user's evaluation is; it returns the
+per-case rows of ``case_metrics.csv`` and the wall time. The bundles' ``phantom_test`` modules build their tables from
+them and
+:func:`publish` prints them, writes ``phantom_test.{json,md}`` and, if asked, the model card section between
+``<!-- phantom-test:start -->`` and ``<!-- phantom-test:end -->``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from common.benchmarking.report import markdown_table, replace_marked_section
+from common.console import echo
+
+__all__ = ["MARKERS", "build_parser", "evaluate_on_test_set", "markdown_table", "publish", "read_rows"]
+
+#: Model-card markers around the generated section.
+MARKERS = ("<!-- phantom-test:start -->", "<!-- phantom-test:end -->")
+
+#: ``eval_data`` override: every case of the dataset's ``test`` section.
+TEST_SECTION = "$common.data.find_cases(@dataset_dir, section='test')"
+
+
+def build_parser(description: str, bundle_root: Path) -> argparse.ArgumentParser:
+    """The phantom test's command line: test-set size and seed, folders, model card, config overrides."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-cases", type=int, default=24, help="test phantoms (default: 24)")
+    parser.add_argument("--seed", type=int, default=2027, help="base seed of the test set (default: 2027)")
+    parser.add_argument("--dataset-dir", type=Path, default=bundle_root / "data" / "phantoms_test")
+    parser.add_argument("--output", type=Path, default=bundle_root / "eval" / "phantom_test")
+    parser.add_argument("--update-model-card", action="store_true", help="write the table into docs/README.md")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (JSON values)")
+    return parser
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``case_metrics.csv``, numbers as floats (empty cells as NaN)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key, value in row.items():
+            if key not in ("case", "filename"):
+                row[key] = float(value) if value not in ("", None) else float("nan")
+    return rows
+
+
+def evaluate_on_test_set(
+    bundle_root: str | Path, dataset_dir: str | Path, output_dir: str | Path, overrides: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], float, str]:
+    """Run the bundle's evaluate config on the ``test`` section of ``dataset_dir``.
+
+    Returns:
+        The per-case rows, the wall time in seconds, and the command line (for the tables).
+
+    Raises:
+        RuntimeError: the evaluation failed; the message holds the end of its output.
+    """
+    bundle_root = Path(bundle_root)
+    configs = [str(bundle_root / "configs" / f"{name}.json") for name in ("train", "evaluate")]
+    cli = ["python", "-m", "monai.bundle", "run", "--config_file", json.dumps(configs)]
+    cli += ["--bundle_root", str(bundle_root), "--dataset_dir", str(dataset_dir), "--output_dir", str(output_dir)]
+    cli += ["--eval_data", TEST_SECTION]
+    for key, value in overrides.items():
+        cli += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, *cli[1:]],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{shlex.join(cli)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return read_rows(Path(output_dir) / "case_metrics.csv"), seconds, shlex.join(cli)
+
+
+def publish(results: dict[str, Any], markdown: str, output: Path, card: Path | None) -> None:
+    """Print ``markdown``, write ``phantom_test.json`` / ``.md`` to ``output`` and update ``card`` if given."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "phantom_test.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    (output / "phantom_test.md").write_text(markdown + "\n", encoding="utf-8")
+    echo(markdown)
+    print(f"wrote {output / 'phantom_test.json'} and {output / 'phantom_test.md'}", file=sys.stderr)
+    if card is not None:
+        text = card.read_text(encoding="utf-8")
+        card.write_text(
+            replace_marked_section(text, markdown, heading="## Phantom test", before="## Speed", markers=MARKERS),
+            encoding="utf-8",
+        )
+        print(f"updated {card}", file=sys.stderr)

@@ -1,0 +1,3 @@
+"""Training plumbing around MONAI's Ignite engines: the papers' engine glue (:mod:`~common.training.engines`),
+verified and atomic checkpoints with resume (:mod:`~common.training.checkpoints`), MLflow tracking
+(:mod:`~common.training.tracking`) and running bundle configs from Python (:mod:`~common.training.bundle_runner`)."""
