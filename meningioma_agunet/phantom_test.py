@@ -2,9 +2,9 @@
 
 Generates (once) a test set of ``--num-cases`` meningioma phantoms from ``--seed`` (2027; the training set uses seed
 0, and every case's seed is derived from the base seed, the section and the index), scores
-``models/model.pt`` on it with the bundle's evaluate config on the original grids (see :mod:`common.phantom_test`),
-and prints the Dice over the cases with a lesion, the lesion-wise F1 / recall / precision, the recall of lesions
-below 3 ml and the false positives on lesion-free cases beside the paper's figures.
+``models/model.pt`` on it with the bundle's evaluate config on the original grids (see
+:mod:`common.evaluation.phantom_test`), and prints the Dice over the cases with a lesion, the lesion-wise F1 / recall /
+precision, the recall of lesions below 3 ml and the false positives on lesion-free cases beside the paper's figures.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from common.metrics.detection import DetectionCounts, detection_scores
-from common.phantom_test import build_parser, evaluate_on_test_set, markdown_table, publish
+from common.evaluation.metrics.detection import DetectionCounts, detection_scores
+from common.evaluation.phantom_test import build_parser, evaluate_on_test_set, markdown_table, publish
 from common.phantoms import ensure_meningioma_dataset
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "meningioma_agunet"

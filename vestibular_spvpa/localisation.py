@@ -19,9 +19,9 @@ background. :class:`CoarseToFineInferer` replaces the hand-placed box:
    cerebellopontine angle that the fine network alone may take for tumour. A fallback box (no region found) is not
    gated.
 
-It returns log-probabilities (``softmax(log p) = p``), as :class:`common.inferers.EnsembleFlipInferer` does, so the
-bundle's postprocessing needs no change. :attr:`CoarseToFineInferer.last_candidates` holds what the localiser found
-for each case of the last call (box in voxels and world mm, centre, score, whether it came from the fallback); the
+It returns log-probabilities (``softmax(log p) = p``), as :class:`common.inference.inferers.EnsembleFlipInferer` does,
+so the bundle's postprocessing needs no change. :attr:`CoarseToFineInferer.last_candidates` holds what the localiser
+found for each case of the last call (box in voxels and world mm, centre, score, whether it came from the fallback); the
 inference config puts it in the JSON report.
 """
 
@@ -113,7 +113,7 @@ class CoarseToFineInferer(Inferer):
         spacing: voxel spacing of the preprocessed grid (mm per spatial axis).
         localiser_spacing: voxel spacing the localiser was trained at.
         inferer: runs the fine network on one box. Defaults to ``SimpleInferer()``.
-        localiser_inferer: runs the localiser (e.g. a :class:`common.precision.PrecisionInferer`). Defaults to
+        localiser_inferer: runs the localiser (e.g. a :class:`common.inference.precision.PrecisionInferer`). Defaults to
             ``SimpleInferer()``.
         threshold: coarse probability above which a region is a candidate.
         max_candidates: most boxes per case when candidates are found.

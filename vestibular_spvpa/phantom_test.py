@@ -2,7 +2,7 @@
 
 Generates (once) a test set of ``--num-cases`` hrT2 phantoms from ``--seed`` (2027; the training set uses seed 0),
 scores ``models/model.pt`` + ``models/localiser.pt`` on it with the bundle's evaluate config on the original grids
-(see :mod:`common.phantom_test`), coarse-to-fine (the default) and with the whole-volume sliding window
+(see :mod:`common.evaluation.phantom_test`), coarse-to-fine (the default) and with the whole-volume sliding window
 (``localise false``) on the first ``--whole-volume-cases`` cases, and prints Dice, ASSD and RVE side by side, whether
 the localiser's boxes contain every tumour, and the false positives on tumour-free cases.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from common.phantom_test import TEST_SECTION, build_parser, evaluate_on_test_set, markdown_table, publish
+from common.evaluation.phantom_test import TEST_SECTION, build_parser, evaluate_on_test_set, markdown_table, publish
 from common.phantoms import ensure_vestibular_dataset
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "vestibular_spvpa"
