@@ -11,7 +11,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 from monai.data import FolderLayout, MetaTensor
-from monai.transforms import LoadImage, MapTransform
+from monai.transforms import MapTransform
 
 from common.evaluation.lesions import find_lesions, max_axial_diameter_mm
 from common.evaluation.metrics.segmentation import dice
@@ -33,10 +33,9 @@ class LesionReportd(MapTransform):
         output_dir: folder for the reports.
         postfix: appended to the case name. Defaults to ``"report"``.
         extra: constant fields added to every report (for example the threshold and the model name).
-        reference_key: key of a reference label on the input's own grid, when the datalist gives one (a ``label``
-            entry, as the embedded sample has): a file path, read here, or an image already loaded. Its Dice with the
-            mask goes into the report (``dice_vs_reference``) and the log. ``None`` never looks for one. The
-            preprocessing never needs to load it, so clients that send only an image (MONAI Label) are unaffected.
+        reference_key: key of a reference label loaded on the input's own grid (:class:`LoadReferenced`), when the
+            datalist gives one (a ``label`` entry, as the embedded sample has): its Dice with the mask goes into the
+            report (``dice_vs_reference``) and the log. ``None`` never looks for one.
         details: called for every case; the fields it returns go into the report (for example what a localiser
             found, :meth:`vestibular_spvpa.localisation.CoarseToFineInferer.report`).
     """
@@ -59,8 +58,6 @@ class LesionReportd(MapTransform):
     def _reference_dice(self, data: Mapping[Hashable, Any], mask: np.ndarray, affine: np.ndarray) -> dict[str, Any]:
         """``{"reference": file, "dice_vs_reference": Dice}`` when ``data`` holds a reference label, else ``{}``."""
         label = data.get(self.reference_key) if self.reference_key else None
-        if isinstance(label, (str, os.PathLike)):
-            label = LoadImage(image_only=True, ensure_channel_first=True)(label)
         if not isinstance(label, MetaTensor):
             return {}
         source = str(label.meta.get("filename_or_obj", self.reference_key))

@@ -1,4 +1,4 @@
-"""The per-case report's Dice against a reference label given as a datalist path (how MONAI Label-free runs get it)."""
+"""The per-case report's Dice against the reference label a datalist entry may give, read by ``LoadReferenced``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from monai.transforms import LoadImaged
 
-from common.transforms import LesionReportd
+from common.transforms import LesionReportd, LoadReferenced
 
 AFFINE = np.diag([0.5, 0.5, 1.5, 1.0])
 
@@ -33,7 +33,7 @@ def case(tmp_path: Path) -> tuple[dict, Path]:
 
 def test_reference_path_is_read_and_scored(case):
     data, root = case
-    out = LesionReportd("pred", str(root / "reports"))(data)
+    out = LesionReportd("pred", str(root / "reports"))(LoadReferenced()(data))
     report = json.loads(Path(out["pred_report"]).read_text(encoding="utf-8"))
     assert report["reference"].endswith("case_ref.nii.gz")
     assert report["dice_vs_reference"] == pytest.approx(2 * 200 / (400 + 200))
@@ -43,6 +43,7 @@ def test_reference_path_is_read_and_scored(case):
 def test_no_reference_no_dice(case):
     data, root = case
     del data["label"]
+    data = LoadReferenced()(data)  # an image alone, as MONAI Label sends it, passes through
     report = json.loads(Path(LesionReportd("pred", str(root / "r"))(data)["pred_report"]).read_text(encoding="utf-8"))
     assert "reference" not in report and "dice_vs_reference" not in report
 
@@ -51,4 +52,4 @@ def test_reference_on_another_grid_is_refused_by_name(case):
     data, root = case
     data["label"] = _write(root / "other_grid.nii.gz", np.zeros((10, 10, 8)), np.diag([1.0, 1.0, 1.5, 1.0]))
     with pytest.raises(ValueError, match=r"other_grid\.nii\.gz.*input's grid"):
-        LesionReportd("pred", str(root / "r"))(data)
+        LesionReportd("pred", str(root / "r"))(LoadReferenced()(data))
