@@ -13,12 +13,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import statistics
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +42,7 @@ from common.benchmarking.timing import (
 )
 from common.inference.precision import precision_label
 from common.parameters import count_parameters
+from common.training.bundle_runner import bundle_run_command
 
 __all__ = [
     "build_stock_postprocessing",
@@ -183,7 +182,6 @@ def time_bundle_cli(
 
     On the CPU the process sees no GPU (``CUDA_VISIBLE_DEVICES=""``), so the config picks the CPU and no AMP.
     """
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config_file)]
     arguments = {
         "bundle_root": str(bundle_root),
         "dataset_dir": str(input_dir),
@@ -191,8 +189,7 @@ def time_bundle_cli(
         "ckpt_path": str(ckpt_path),
         **dict(overrides or {}),
     }
-    for key, value in arguments.items():
-        command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    command = bundle_run_command(config_file, arguments)
     env = dict(os.environ)
     if not is_cuda(device):
         env["CUDA_VISIBLE_DEVICES"] = ""

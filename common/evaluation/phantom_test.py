@@ -25,6 +25,7 @@ from typing import Any
 
 from common.benchmarking.report import markdown_table, replace_marked_section
 from common.console import echo
+from common.training.bundle_runner import bundle_run_command
 
 __all__ = ["MARKERS", "build_parser", "evaluate_on_test_set", "markdown_table", "publish", "read_rows"]
 
@@ -70,15 +71,13 @@ def evaluate_on_test_set(
         RuntimeError: the evaluation failed; the message holds the end of its output.
     """
     bundle_root = Path(bundle_root)
-    configs = [str(bundle_root / "configs" / f"{name}.json") for name in ("train", "evaluate")]
-    cli = ["python", "-m", "monai.bundle", "run", "--config_file", json.dumps(configs)]
-    cli += ["--bundle_root", str(bundle_root), "--dataset_dir", str(dataset_dir), "--output_dir", str(output_dir)]
-    cli += ["--eval_data", TEST_SECTION]
-    for key, value in overrides.items():
-        cli += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    configs = [bundle_root / "configs" / f"{name}.json" for name in ("train", "evaluate")]
+    arguments = {"bundle_root": str(bundle_root), "dataset_dir": str(dataset_dir), "output_dir": str(output_dir)}
+    command = bundle_run_command(configs, {**arguments, "eval_data": TEST_SECTION, **overrides})
+    cli = ["python", *command[1:]]
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, *cli[1:]],
+        command,
         capture_output=True,
         encoding="utf-8",
         errors="replace",

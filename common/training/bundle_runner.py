@@ -1,6 +1,7 @@
 """Running a bundle's configs from Python, as ``python -m monai.bundle run`` does, with one log file per run.
 
-:func:`parse_overrides` reads ``KEY=VALUE`` overrides given on a command line.
+:func:`parse_overrides` reads ``KEY=VALUE`` overrides given on a command line; :func:`bundle_run_command` writes
+the ``python -m monai.bundle run`` command line of a config and its overrides, for tools that start a new process.
 
 Tools that chain many bundle runs (cross-validation, reports) use :class:`BundleRunner` instead of one
 ``monai.bundle`` process per run: the same ``monai.bundle.ConfigWorkflow`` parses and runs the configs, without paying
@@ -12,14 +13,15 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from monai.bundle import ConfigWorkflow
 
-__all__ = ["BundleRunner", "StepFailed", "parse_overrides", "parse_value"]
+__all__ = ["BundleRunner", "StepFailed", "bundle_run_command", "parse_overrides", "parse_value"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,17 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
             raise ValueError(f"override {item!r} is not KEY=VALUE.")
         overrides[key] = parse_value(value)
     return overrides
+
+
+def bundle_run_command(config_file: str | Path | Sequence[str | Path], overrides: Mapping[str, Any]) -> list[str]:
+    """``python -m monai.bundle run`` (this interpreter) with ``config_file`` (one, or a list merged in order) and
+    ``--key value`` for each override (strings as they are, other values as JSON)."""
+    files = [str(config_file)] if isinstance(config_file, (str, Path)) else [str(f) for f in config_file]
+    config = files[0] if len(files) == 1 else json.dumps(files)
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config]
+    for key, value in overrides.items():
+        command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    return command
 
 
 class StepFailed(RuntimeError):

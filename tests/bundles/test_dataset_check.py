@@ -6,16 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from bundle_helpers import (
-    BAD_CASES,
-    BAD_INPUT_MAX_VOXELS,
-    TINY_MENINGIOMA,
-    TINY_VESTIBULAR,
-    bundle_dir,
-    run_config,
-    workflow,
-    write_bad_dataset,
-)
+from bundle_helpers import BAD_INPUT_MAX_VOXELS, TINY_MENINGIOMA, TINY_VESTIBULAR, bundle_dir, run_config, workflow
+
+from common.phantoms.bad_inputs import BAD_CASES, write_bad_dataset
 
 BUNDLES = {"meningioma_agunet": TINY_MENINGIOMA, "vestibular_spvpa": TINY_VESTIBULAR}
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 from bundle_helpers import (
     BAD_INPUT_MAX_VOXELS,
-    DUPLICATE_ORIGINAL,
     SCHEMA,
     TINY_MENINGIOMA,
     assert_bad_cases_reported,
@@ -22,11 +21,11 @@ from bundle_helpers import (
     run_config,
     sha256,
     workflow,
-    write_bad_inputs,
     write_oblique_lps,
 )
 
 from common.io.dicom import write_dicom_series
+from common.phantoms.bad_inputs import DUPLICATE_ORIGINAL, write_bad_inputs
 
 BUNDLE = "meningioma_agunet"
 CONFIGS = bundle_dir(BUNDLE) / "configs"

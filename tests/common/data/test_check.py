@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from bundle_helpers import BAD_CASES, BAD_INPUT_MAX_VOXELS, write_bad_dataset
+from bundle_helpers import BAD_INPUT_MAX_VOXELS
 
 from common.data import check_dataset, check_training_data, ensure_folds, load_split
 from common.data.check import check_cases
+from common.phantoms.bad_inputs import BAD_CASES, write_bad_dataset
 from common.transforms import CheckImaged
 
 LIMITS = {"max_voxels": BAD_INPUT_MAX_VOXELS, "min_extent_mm": [64.0, 64.0, 64.0], "label_values": [0, 1]}
