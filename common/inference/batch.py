@@ -22,7 +22,7 @@ from typing import Any
 from monai.data import Dataset
 from monai.engines import SupervisedEvaluator
 
-from common.transforms.check_image import UNREADABLE, InvalidImageError, error_reason
+from common.transforms.check_image import InvalidImageError, error_reason
 
 __all__ = ["FAILURE_KEY", "FaultTolerantEvaluator", "SafeDataset", "case_id"]
 
@@ -48,17 +48,15 @@ _FAILED_STEP = re.compile(r"applying transform <(?:[\w.]+\.)?(\w+) object")
 
 
 def _preparation_failure(error: BaseException, case: str) -> str:
-    """What went wrong preparing ``case``: the ``InvalidImageError`` (it names the file and every problem), an
-    unreadable file, or the innermost error with the transform that raised it."""
+    """What went wrong preparing ``case``: the ``InvalidImageError`` (it names the file and every problem, an
+    unreadable file included), or the innermost error with the transform that raised it."""
     steps = []
-    while error.__cause__ is not None:
+    while error.__cause__ is not None and not isinstance(error, InvalidImageError):
         match = _FAILED_STEP.match(str(error))
         steps += [match.group(1)] if match else []
         error = error.__cause__
     if isinstance(error, InvalidImageError):
         return str(error)
-    if steps and steps[-1] == "LoadImaged":
-        return f"{case}: {UNREADABLE}: {error_reason(error)}"
     return f"{case}: {steps[-1]} failed: {error_reason(error)}" if steps else f"{case}: {error_reason(error)}"
 
 

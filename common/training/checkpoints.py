@@ -1,7 +1,9 @@
 """Checkpoints: verified weights for inference, atomic saving, and resuming a killed training run.
 
 - :func:`require_weights` finds the weights before inference, says what to do when they are missing, and checks
-  their sha256 against the bundle's ``large_files.yml`` (a mismatch stops the run).
+  their sha256 against the bundle's ``large_files.yml`` (a mismatch stops the run); :func:`load_weights` does the
+  same and loads them into a network as the config builds it, for networks that no ``CheckpointLoader`` handler
+  reaches (MONAI Label runs a bundle's network, inferer and transforms, but not its handlers).
 - :func:`save_atomically` writes a checkpoint to a temporary file and renames it over the old one, so a kill at any
   moment leaves either the old or the new file, never a partial one.
 - :class:`BestModelSaver` keeps ``models/model.pt`` (a plain state dict) at the weights of the best validation.
@@ -23,7 +25,14 @@ import yaml
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
-__all__ = ["BestModelSaver", "TrainingCheckpoint", "recorded_hash", "require_weights", "save_atomically"]
+__all__ = [
+    "BestModelSaver",
+    "TrainingCheckpoint",
+    "load_weights",
+    "recorded_hash",
+    "require_weights",
+    "save_atomically",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +104,21 @@ def require_weights(path: str, train_command: str, large_files: str | None = Non
         )
     logger.info(f"{path}: {hash_type} matches {large_files}.")
     return path
+
+
+def load_weights(
+    network: torch.nn.Module, path: str, train_command: str, large_files: str | None = None
+) -> torch.nn.Module:
+    """``network`` with the verified weights of ``path`` (:func:`require_weights`) loaded, strictly.
+
+    ``path`` holds a state dict, or a checkpoint with the state dict under ``"model"`` (as ``CheckpointLoader``
+    reads them); it is loaded with ``weights_only=True``.
+    """
+    state = torch.load(require_weights(path, train_command, large_files), map_location="cpu", weights_only=True)
+    if isinstance(state.get("model"), Mapping):
+        state = state["model"]
+    network.load_state_dict(state)
+    return network
 
 
 def save_atomically(obj: Any, path: str) -> None:

@@ -3,6 +3,7 @@
 from common.transforms.check_image import UNREADABLE, CheckImaged, InvalidImageError, error_reason
 from common.transforms.head_crop import HeadForeground
 from common.transforms.lesion_report import LesionReportd
+from common.transforms.load_input import LoadInputd
 from common.transforms.reference_label import LoadReferenced
 from common.transforms.world_box import CropWorldBoxd, patch_size_voxels
 
@@ -13,6 +14,7 @@ __all__ = [
     "HeadForeground",
     "InvalidImageError",
     "LesionReportd",
+    "LoadInputd",
     "LoadReferenced",
     "error_reason",
     "patch_size_voxels",

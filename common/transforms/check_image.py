@@ -23,8 +23,28 @@ __all__ = ["UNREADABLE", "CheckImaged", "InvalidImageError", "error_reason", "ni
 UNREADABLE = "cannot read the file (corrupt, truncated or not an image)"
 
 
-class InvalidImageError(ValueError):
-    """An input image or label is unusable; the message names the file and the problem."""
+try:  # web servers on Starlette (MONAI Label's FastAPI) answer an HTTPException with its status code and detail
+    from starlette.exceptions import HTTPException
+
+    _SERVER_ERRORS: tuple[type[Exception], ...] = (HTTPException,)
+except ImportError:  # no such server in this environment
+    _SERVER_ERRORS = ()
+
+
+class InvalidImageError(ValueError, *_SERVER_ERRORS):
+    """An input image or label is unusable; the message names the file and the problem.
+
+    Where Starlette is installed it is also a Starlette ``HTTPException`` (422, the message as ``detail``), so that a
+    server built on it, such as MONAI Label's, answers a request with a bad image with this message and status 422
+    instead of a bare "500 Internal Server Error".
+    """
+
+    def __init__(self, message: str) -> None:
+        ValueError.__init__(self, message)  # ``args`` is ``(message,)``, so it pickles (DataLoader workers)
+        self.status_code, self.detail, self.headers = 422, message, None
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 def error_reason(error: BaseException) -> str:

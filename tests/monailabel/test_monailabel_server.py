@@ -14,11 +14,7 @@ Slicer" section): ``python -m pytest tests/monailabel``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,8 +24,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import requests
-from bundle_helpers import TINY_MENINGIOMA, TINY_VESTIBULAR, bundle_dir, free_port, monai_bundle
+from bundle_helpers import TINY_MENINGIOMA, TINY_VESTIBULAR, bundle_dir, monai_bundle
 
+from common.benchmarking.monailabel_load import Server, prepare_app, serve
 from common.phantoms import write_meningioma_dataset, write_vestibular_dataset
 
 #: Each bundle's phantom writer (seed) and tiny settings; ``val_interval`` 1 so that one epoch validates and saves.
@@ -39,25 +36,26 @@ BUNDLES = {
 }
 #: The phantom that no study label comes with: the one ``/infer`` segments.
 UNLABELLED = 0
-#: Seconds to wait for the server to answer, for one inference, for one training run.
-START_TIMEOUT, INFER_TIMEOUT, TRAIN_TIMEOUT = 300, 600, 900
+#: Seconds to wait for one inference, for one training run.
+INFER_TIMEOUT, TRAIN_TIMEOUT = 600, 900
 #: Training request: one epoch on the CPU, one of the four labelled studies for validation.
 TRAIN_REQUEST = {"max_epochs": 1, "device": "cpu", "val_split": 0.25, "multi_gpu": False}
 
 
 @dataclass
-class Server:
+class Served:
+    """A server with one bundle: the app's copy of the bundle, the studies, the unlabelled study and its reference."""
+
     bundle: str
-    url: str
+    server: Server
     bundle_path: Path
     studies: Path
     image_id: str
     reference_prob: Path
-    log: Path
-    process: subprocess.Popen
 
-    def log_tail(self, chars: int = 6000) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")[-chars:]
+    @property
+    def url(self) -> str:
+        return self.server.url
 
     def infer(self, folder: Path, **params) -> Path:
         """``POST /infer/<bundle>?image=<id>``: the label file MONAI Label returns, saved in ``folder``."""
@@ -67,19 +65,10 @@ class Server:
             data={"params": json.dumps({"device": "cpu", **params})},
             timeout=INFER_TIMEOUT,
         )
-        assert response.status_code == 200, f"{response.status_code} {response.text[:2000]}\n{self.log_tail()}"
+        assert response.status_code == 200, f"{response.status_code} {response.text[:2000]}\n{self.server.log_tail()}"
         label = folder / f"{self.image_id}_label.nii.gz"
         label.write_bytes(response.content)
         return label
-
-
-def _monailabel(*args: str) -> list[str]:
-    """The ``monailabel`` command of this environment (a shell script that runs ``MONAILABEL_PYEXE``)."""
-    return [str(Path(sys.executable).parent / "monailabel"), *args]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "MONAILABEL_PYEXE": sys.executable, "PYTHONUNBUFFERED": "1"}
 
 
 def _studies(dataset: Path, root: Path) -> tuple[Path, str]:
@@ -105,17 +94,9 @@ def _app(bundle: str, root: Path, dataset: Path, image: Path) -> tuple[Path, Pat
     field of view), so that the mask ``/infer`` returns is neither empty nor full. Returns the app and the bundle's own
     probability map of ``image``, made by ``monai.bundle run`` with the copy's inference config.
     """
-    subprocess.run(
-        _monailabel("apps", "--download", "--name", "monaibundle", "--output", str(root / "apps")),
-        check=True,
-        env=_env(),
-        capture_output=True,
-        timeout=120,
-    )
-    app = root / "apps" / "monaibundle"
-    assert (app / "main.py").is_file(), f"monailabel apps --download wrote no app in {app}"
+    app = prepare_app(root, {bundle: bundle_dir(bundle)})
     target = app / "model" / bundle
-    shutil.copytree(bundle_dir(bundle), target, ignore=shutil.ignore_patterns("data", "eval", "models", "__pycache__"))
+    shutil.rmtree(target / "models")  # the shipped weights: this test trains its own
     (target / "large_files.yml").write_text("large_files: []  # this test's own weights\n", encoding="utf-8")
     configs = target / "configs"
     _update_config(configs / "train.json", BUNDLES[bundle][2])
@@ -163,33 +144,8 @@ def _update_config(config: Path, values: dict) -> None:
     config.write_text(json.dumps(content, indent=4), encoding="utf-8")
 
 
-def _wait_for(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(f"monailabel start_server exited ({server.process.returncode}):\n{server.log_tail()}")
-        try:
-            if requests.get(f"{server.url}/info/", timeout=5).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"monailabel start_server did not answer in {START_TIMEOUT} s:\n{server.log_tail()}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (the server and any training it started), SIGKILL after 30 s."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-
-
 @pytest.fixture(scope="module", params=list(BUNDLES))
-def server(request, tmp_path_factory) -> Iterator[Server]:
+def server(request, tmp_path_factory) -> Iterator[Served]:
     with pytest.MonkeyPatch.context() as patch:
         # one CPU thread in every process started here: the sliding window's many small steps slow down many times
         # over when OpenMP threads compete for the cores with other work on the machine
@@ -197,36 +153,14 @@ def server(request, tmp_path_factory) -> Iterator[Server]:
         yield from _serve(request.param, tmp_path_factory)
 
 
-def _serve(bundle: str, tmp_path_factory) -> Iterator[Server]:
+def _serve(bundle: str, tmp_path_factory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp(f"monailabel_{bundle}")
     write, seed, _ = BUNDLES[bundle]
     write(root / "phantoms", num_training=5, num_test=0, seed=seed, spacing_scale=4.0)
     studies, image_id = _studies(root / "phantoms", root)
     app, reference = _app(bundle, root, root / "phantoms", studies / f"{image_id}.nii.gz")
-    port = free_port()
-    log = root / "server.log"
-    command = _monailabel(
-        "start_server",
-        "--app", str(app),
-        "--studies", str(studies),
-        "--conf", "models", bundle,
-        "--conf", "zoo_source", "github",  # bundles from the model folder, no model-zoo listing (offline)
-        "--conf", "sam2", "false",  # the stock app's SAM 2 models download weights
-        "--host", "127.0.0.1",
-        "--port", str(port),
-    )  # fmt: skip
-    with open(log, "w", encoding="utf-8") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, cwd=root, env=_env(), start_new_session=True
-        )
-    server = Server(
-        bundle, f"http://127.0.0.1:{port}", app / "model" / bundle, studies, image_id, reference, log, process
-    )
-    try:
-        _wait_for(server)
-        yield server
-    finally:
-        _stop(process)
+    with serve(app, studies, [bundle], root / "server.log") as server:
+        yield Served(bundle, server, app / "model" / bundle, studies, image_id, reference)
 
 
 def test_info_lists_the_bundle_for_inference_and_training(server):
@@ -263,7 +197,7 @@ def test_train_runs_one_epoch_and_infer_uses_its_weights(server, tmp_path):
     weights = server.bundle_path / "models" / "model.pt"
     before = weights.read_bytes()
     response = requests.post(f"{server.url}/train/{server.bundle}", json=TRAIN_REQUEST, timeout=60)
-    assert response.status_code == 200, f"{response.status_code} {response.text[:2000]}\n{server.log_tail()}"
+    assert response.status_code == 200, f"{response.status_code} {response.text[:2000]}\n{server.server.log_tail()}"
 
     deadline = time.monotonic() + TRAIN_TIMEOUT
     while True:
@@ -272,7 +206,7 @@ def test_train_runs_one_epoch_and_infer_uses_its_weights(server, tmp_path):
             break
         time.sleep(2)
     details = "\n".join(status.get("details", []))
-    assert status.get("status") == "DONE", f"{status.get('status')}\n{details}\n{server.log_tail()}"
+    assert status.get("status") == "DONE", f"{status.get('status')}\n{details}\n{server.server.log_tail()}"
     assert "Training Finished" in details, details
 
     # training read the labelled studies, validated once and saved new best weights over the old ones

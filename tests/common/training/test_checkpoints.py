@@ -16,7 +16,13 @@ import yaml
 from ignite.metrics import Loss
 from monai.engines import SupervisedEvaluator
 
-from common.training.checkpoints import BestModelSaver, TrainingCheckpoint, require_weights, save_atomically
+from common.training.checkpoints import (
+    BestModelSaver,
+    TrainingCheckpoint,
+    load_weights,
+    require_weights,
+    save_atomically,
+)
 
 TRAIN = "python -m monai.bundle run --config_file train.json"
 
@@ -57,6 +63,26 @@ def test_weights_without_an_entry_are_used_and_the_log_says_so(bundle, caplog):
     with caplog.at_level(logging.INFO):
         assert require_weights(str(own), TRAIN, str(bundle / "large_files.yml")) == str(own)
     assert "no hash recorded" in caplog.text and "unverified" in caplog.text
+
+
+def test_load_weights_fills_the_network_from_verified_weights(bundle, tmp_path):
+    path, large_files = str(bundle / "models" / "model.pt"), str(bundle / "large_files.yml")
+    expected = torch.load(path, weights_only=True)["weight"]
+    network = load_weights(torch.nn.Conv3d(1, 2, 3), path, TRAIN, large_files)
+    assert torch.equal(network.weight.detach(), expected)
+    # a training checkpoint's state dict under "model" is read as well (as CheckpointLoader reads it)
+    torch.save({"model": torch.load(path, weights_only=True), "epoch": 3}, tmp_path / "checkpoint.pt")
+    nested = load_weights(torch.nn.Conv3d(1, 2, 3), str(tmp_path / "checkpoint.pt"), TRAIN, large_files)
+    assert torch.equal(nested.weight.detach(), expected)
+
+
+def test_load_weights_refuses_tampered_or_mismatched_weights(bundle):
+    path, large_files = str(bundle / "models" / "model.pt"), str(bundle / "large_files.yml")
+    with pytest.raises(RuntimeError, match="size mismatch"):  # strict: another network's weights do not load
+        load_weights(torch.nn.Conv3d(1, 4, 3), path, TRAIN, large_files)
+    Path(path).write_bytes(Path(path).read_bytes() + b"tampered")
+    with pytest.raises(SystemExit, match="sha256"):
+        load_weights(torch.nn.Conv3d(1, 2, 3), path, TRAIN, large_files)
 
 
 def test_missing_weights_say_how_to_train(tmp_path):
