@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -45,7 +46,7 @@ from common.benchmarking.report import markdown_table
 from common.console import echo
 from common.phantoms import write_meningioma_dataset, write_vestibular_dataset
 from common.phantoms.bad_inputs import write_bad_inputs
-from common.training.bundle_runner import bundle_run_command
+from common.training.bundle_runner import run_bundle_process
 from common.transforms.check_image import UNREADABLE
 
 __all__ = ["Server", "monailabel_command", "prepare_app", "run_load", "serve", "stop"]
@@ -122,8 +123,6 @@ class Server:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -208,13 +207,14 @@ def write_studies(root: Path, per_bundle: int = 2) -> tuple[Path, list[Study]]:
         dataset = root / "phantoms" / bundle
         write(dataset, num_training=0, num_test=per_bundle, seed=seed)
         reference = root / "reference" / bundle
-        command = bundle_run_command(
-            REPO / "bundles" / bundle / "configs" / "inference.json",
-            {"bundle_root": str(REPO / "bundles" / bundle), "dataset_dir": str(dataset), "output_dir": str(reference)},
-        )
-        proc = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", check=False)
+        overrides = {
+            "bundle_root": str(REPO / "bundles" / bundle),
+            "dataset_dir": str(dataset),
+            "output_dir": str(reference),
+        }
+        proc = run_bundle_process(REPO / "bundles" / bundle / "configs" / "inference.json", overrides)
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+            raise RuntimeError(f"{' '.join(proc.args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         cases = []
         for image in sorted((dataset / "imagesTs").glob("*.nii.gz")):
             image_id = image.name.removesuffix(".nii.gz")

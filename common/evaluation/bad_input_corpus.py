@@ -22,7 +22,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from common.benchmarking.report import markdown_table, replace_marked_section
 from common.console import echo
 from common.phantoms import write_meningioma_dataset, write_vestibular_dataset
 from common.phantoms.bad_inputs import write_bad_inputs
-from common.training.bundle_runner import bundle_run_command
+from common.training.bundle_runner import run_bundle_process
 
 __all__ = ["CORPORA", "CorpusSpec", "checksums", "main", "run_corpus", "write_corpus"]
 
@@ -103,16 +102,8 @@ def write_corpus(spec: CorpusSpec, folder: Path, num_good: int) -> tuple[list[di
 def _infer(bundle_root: Path, dataset: Path, output: Path, overrides: Mapping[str, Any]) -> tuple[int, str, str]:
     """One real ``python -m monai.bundle run`` of the bundle's inference config; returns status, output, command."""
     arguments = {"bundle_root": str(bundle_root), "dataset_dir": str(dataset), "output_dir": str(output)}
-    command = bundle_run_command(bundle_root / "configs" / "inference.json", {**arguments, **overrides})
-    proc = subprocess.run(
-        command,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        check=False,
-    )
-    shown = shlex.join(["python", *command[1:]]).replace(f"{REPO}{os.sep}", "")  # paths in the repository: relative
+    proc = run_bundle_process(bundle_root / "configs" / "inference.json", {**arguments, **overrides})
+    shown = shlex.join(["python", *proc.args[1:]]).replace(f"{REPO}{os.sep}", "")  # paths in the repository: relative
     return proc.returncode, proc.stdout + proc.stderr, shown
 
 

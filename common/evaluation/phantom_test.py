@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -25,7 +23,7 @@ from typing import Any
 
 from common.benchmarking.report import markdown_table, replace_marked_section
 from common.console import echo
-from common.training.bundle_runner import bundle_run_command
+from common.training.bundle_runner import run_bundle_process
 
 __all__ = ["MARKERS", "build_parser", "evaluate_on_test_set", "markdown_table", "publish", "read_rows"]
 
@@ -73,17 +71,9 @@ def evaluate_on_test_set(
     bundle_root = Path(bundle_root)
     configs = [bundle_root / "configs" / f"{name}.json" for name in ("train", "evaluate")]
     arguments = {"bundle_root": str(bundle_root), "dataset_dir": str(dataset_dir), "output_dir": str(output_dir)}
-    command = bundle_run_command(configs, {**arguments, "eval_data": TEST_SECTION, **overrides})
-    cli = ["python", *command[1:]]
     start = time.perf_counter()
-    proc = subprocess.run(
-        command,
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        check=False,
-    )
+    proc = run_bundle_process(configs, {**arguments, "eval_data": TEST_SECTION, **overrides})
+    cli = ["python", *proc.args[1:]]
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(

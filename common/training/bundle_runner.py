@@ -1,7 +1,8 @@
 """Running a bundle's configs from Python, as ``python -m monai.bundle run`` does, with one log file per run.
 
 :func:`parse_overrides` reads ``KEY=VALUE`` overrides given on a command line; :func:`bundle_run_command` writes
-the ``python -m monai.bundle run`` command line of a config and its overrides, for tools that start a new process.
+the ``python -m monai.bundle run`` command line of a config and its overrides, and :func:`run_bundle_process` runs
+it, for tools that start a new process.
 
 Tools that chain many bundle runs (cross-validation, reports) use :class:`BundleRunner` instead of one
 ``monai.bundle`` process per run: the same ``monai.bundle.ConfigWorkflow`` parses and runs the configs, without paying
@@ -13,6 +14,8 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -21,7 +24,7 @@ from typing import Any
 
 from monai.bundle import ConfigWorkflow
 
-__all__ = ["BundleRunner", "StepFailed", "bundle_run_command", "parse_overrides", "parse_value"]
+__all__ = ["BundleRunner", "StepFailed", "bundle_run_command", "parse_overrides", "parse_value", "run_bundle_process"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,21 @@ def bundle_run_command(config_file: str | Path | Sequence[str | Path], overrides
     for key, value in overrides.items():
         command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     return command
+
+
+def run_bundle_process(
+    config_file: str | Path | Sequence[str | Path], overrides: Mapping[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    """Run :func:`bundle_run_command` in a new process and wait: output captured as text (unbuffered), the command
+    in ``.args``; a failure is the caller's to read from ``.returncode``."""
+    return subprocess.run(
+        bundle_run_command(config_file, overrides),
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        check=False,
+    )
 
 
 class StepFailed(RuntimeError):

@@ -14,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from bundle_helpers import TINY_MENINGIOMA, TINY_VESTIBULAR, run_config, workflow, write_oblique_lps
+from bundle_helpers import TINY_MENINGIOMA, TINY_VESTIBULAR, bundle_dir, run_config, workflow, write_oblique_lps
 
 from common.io.dicom import write_dicom_series
 from common.io.dicom_seg import SaveDicomSegd
@@ -116,6 +116,7 @@ def test_dicom_series_in_dicom_seg_out(bundle, untrained, request, tmp_path):
 
 @pytest.mark.parametrize("bundle", sorted(BUNDLES))
 def test_dicom_seg_is_off_by_default(bundle):
-    transforms = workflow(bundle, ["inference"], "infer").parser.get_parsed_content("postprocessing").transforms
+    flow = workflow(bundle, ["inference"], "infer", bundle_root=str(bundle_dir(bundle)))  # the vestibular localiser's
+    transforms = flow.parser.get_parsed_content("postprocessing").transforms  # weights load as its report is built
     (save,) = [t for t in transforms if isinstance(t, SaveDicomSegd)]
     assert save.enabled is False and save.segment["algorithm_name"] == bundle
