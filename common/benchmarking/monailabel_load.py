@@ -300,8 +300,9 @@ def load(server: Server, studies: Sequence[Study], num_requests: int, clients: i
                 record.update(_agreement(saved, study))
             with lock:
                 record["answered"] = len(records) + 1
-                record["rss_mb"] = round(server.rss_bytes() / 2**20, 1)
-                record["peak_rss_mb"] = round(max(sampler.peak, server.rss_bytes()) / 2**20, 1)
+                rss = server.rss_bytes()
+                record["rss_mb"] = round(rss / 2**20, 1)
+                record["peak_rss_mb"] = round(max(sampler.peak, rss) / 2**20, 1)
                 records.append(record)
                 progress = f"[{record['answered']}/{num_requests}] {study.bundle} {study.image_id}: {status}"
                 memory = f"RSS {record['rss_mb']:.0f} MB (peak {record['peak_rss_mb']:.0f} MB)"
