@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from bundle_helpers import bundle_dir, config_files, monai_bundle, sha256
+from scipy import ndimage
 
 from common.phantoms import write_meningioma_dataset, write_vestibular_dataset
 from vestibular_spvpa.phantom_test import box_contains_tumour
@@ -82,6 +83,13 @@ def _label(dataset: Path) -> str:
     return str(next((dataset / "labelsTs").glob("*.nii.gz")))
 
 
+def _tumour_centre_mm(dataset: Path) -> list[float]:
+    """World (RAS mm) centre of mass of the tumour in the dataset's label."""
+    label = nib.load(_label(dataset))
+    voxels = np.argwhere(np.asarray(label.dataobj) > 0.5).mean(axis=0)
+    return (label.affine[:3, :3] @ voxels + label.affine[:3, 3]).round(1).tolist()
+
+
 def test_vestibular_weights_localise_and_segment_an_unseen_phantom(vestibular_case, tmp_path):
     (report,) = _infer("vestibular_spvpa", vestibular_case, tmp_path / "out")
     localisation = report["localisation"]
@@ -108,9 +116,7 @@ def test_vestibular_random_localiser_does_not_find_the_tumour(vestibular_case, t
 
 def test_vestibular_world_box_overrides_the_localiser(vestibular_case, tmp_path):
     """An explicit box skips the localiser: it runs even when no localiser weights exist."""
-    label = nib.load(_label(vestibular_case))
-    voxels = np.argwhere(np.asarray(label.dataobj) > 0.5).mean(axis=0)
-    centre = (label.affine[:3, :3] @ voxels + label.affine[:3, 3]).round(1).tolist()
+    centre = _tumour_centre_mm(vestibular_case)
     (report,) = _infer(
         "vestibular_spvpa",
         vestibular_case,
@@ -120,3 +126,20 @@ def test_vestibular_world_box_overrides_the_localiser(vestibular_case, tmp_path)
     )
     # the localiser's gate is off with an explicit box (model card: it removes false positives in the box)
     assert "localisation" not in report and report["dice_vs_reference"] >= 0.3
+
+
+def test_vestibular_keep_largest_component_keeps_one_tumour(vestibular_case, tmp_path):
+    """With an explicit box (no gate) the fine network also marks other structures; the switch keeps the largest."""
+    centre = _tumour_centre_mm(vestibular_case)
+    masks, reports = {}, {}
+    for keep in (False, True):
+        out = tmp_path / f"keep_{keep}"
+        (reports[keep],) = _infer(
+            "vestibular_spvpa", vestibular_case, out, roi_center_mm=centre, keep_largest_component=keep
+        )
+        masks[keep] = np.asarray(nib.load(str(next(out.glob("*_seg.nii.gz")))).dataobj) > 0
+    labels, count = ndimage.label(masks[False], structure=np.ones((3, 3, 3), dtype=bool))
+    assert count >= 2, "precondition: the default run writes several components"
+    largest = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    np.testing.assert_array_equal(masks[True], largest)
+    assert reports[True]["num_lesions"] == 1 and reports[False]["num_lesions"] == count

@@ -23,6 +23,7 @@ from bundle_helpers import (
     workflow,
     write_oblique_lps,
 )
+from monai.transforms import KeepLargestConnectedComponentd
 
 from common.phantoms.bad_inputs import DUPLICATE_ORIGINAL, write_bad_inputs
 
@@ -53,6 +54,36 @@ def test_patch_is_the_papers_box_in_voxels_and_configs_agree(vestibular_phantoms
     iso.initialize()
     assert iso.parser.get_parsed_content("target_spacing") == [0.4, 0.4, 0.4]
     assert iso.parser.get_parsed_content("patch_size") == [256, 128, 128]
+
+
+@pytest.mark.parametrize(
+    ("configs", "workflow_type", "key"),
+    [(["inference"], "infer", "postprocessing"), (["train", "evaluate"], "train", "validate#postprocessing")],
+)
+@pytest.mark.parametrize("keep", [True, False])
+def test_keep_largest_component_switch(configs, workflow_type, key, keep, vestibular_phantoms):
+    """keep_largest_component (default false) keeps only the mask's largest 26-connected blob: one VS per scan."""
+    flow = workflow(
+        BUNDLE,
+        configs,
+        workflow_type,
+        bundle_root=str(bundle_dir(BUNDLE)),
+        dataset_dir=str(vestibular_phantoms),
+        keep_largest_component=keep,
+    )
+    flow.initialize()
+    assert json.loads((CONFIGS / f"{configs[-1]}.json").read_text(encoding="utf-8"))["keep_largest_component"] is False
+    keepers = [
+        t for t in flow.parser.get_parsed_content(key).transforms if isinstance(t, KeepLargestConnectedComponentd)
+    ]
+    assert len(keepers) == (1 if keep else 0)
+    if keep:
+        mask = torch.zeros(1, 12, 12, 12)
+        mask[0, 1:5, 1:5, 1:5] = 1  # the tumour
+        mask[0, 8:10, 8:10, 8:10] = 1  # a smaller false positive, e.g. on the other side
+        mask[0, 5, 5, 5] = 1  # touches the tumour diagonally: 26-connected, kept
+        kept = keepers[0]({"mask": mask})["mask"]
+        assert int(kept.sum()) == 4**3 + 1 and not kept[0, 8:10, 8:10, 8:10].any()
 
 
 @pytest.fixture(scope="module")
