@@ -16,6 +16,7 @@ import yaml
 from bundle_helpers import bundle_dir, config_files, monai_bundle, sha256
 from scipy import ndimage
 
+from common.evaluation.lesions import CONNECTIVITY_26
 from common.phantoms import write_meningioma_dataset, write_vestibular_dataset
 from vestibular_spvpa.phantom_test import box_contains_tumour
 
@@ -138,7 +139,7 @@ def test_vestibular_keep_largest_component_keeps_one_tumour(vestibular_case, tmp
             "vestibular_spvpa", vestibular_case, out, roi_center_mm=centre, keep_largest_component=keep
         )
         masks[keep] = np.asarray(nib.load(str(next(out.glob("*_seg.nii.gz")))).dataobj) > 0
-    labels, count = ndimage.label(masks[False], structure=np.ones((3, 3, 3), dtype=bool))
+    labels, count = ndimage.label(masks[False], structure=CONNECTIVITY_26)
     assert count >= 2, "precondition: the default run writes several components"
     largest = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
     np.testing.assert_array_equal(masks[True], largest)
