@@ -159,6 +159,26 @@ def test_switches_given_as_command_line_text_mean_what_they_say(spelling, mening
     assert "--resume must be true or false, got 'maybe'" in str(error.value.__cause__)
 
 
+#: The shipped weights' CPU recipe (model card, "Shipped weights"): each stage overlays the ones before it.
+CPU_RECIPE = ("cpu_train", "cpu_finetune", "cpu_refine", "cpu_polish")
+
+
+def test_cpu_recipe_stages_hand_their_weights_on():
+    """Each stage starts from what the one before saved, keeps its own resume file, and the last writes model.pt."""
+    stages = []
+    for n in range(1, len(CPU_RECIPE) + 1):
+        parser = workflow(BUNDLE, ["train", *CPU_RECIPE[:n]], "train", bundle_root="/b").parser
+        keys = ("validate#best_model#path", "last_checkpoint", "epochs", "learning_rate")
+        stage = {key: parser.get_parsed_content(key) for key in keys}
+        stage["init"] = parser.get_parsed_content("init_checkpoint") if n > 1 else None
+        stages.append(stage)
+    saved = [s["validate#best_model#path"] for s in stages]
+    assert saved == ["/b/models/patch_stage.pt", "/b/models/model.pt", "/b/models/model.pt", "/b/models/model.pt"]
+    assert [s["init"] for s in stages[1:]] == saved[:-1]
+    assert len({s["last_checkpoint"] for s in stages}) == len(stages)
+    assert [(s["epochs"], s["learning_rate"]) for s in stages] == [(7, 1e-3), (3, 3e-4), (8, 1e-4), (14, 1e-4)]
+
+
 def test_verify_net_in_out():
     monai_bundle(
         "verify_net_in_out",
