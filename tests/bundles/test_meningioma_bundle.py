@@ -165,10 +165,10 @@ CPU_RECIPE = ("cpu_train", "cpu_finetune", "cpu_refine", "cpu_polish")
 
 def test_cpu_recipe_stages_hand_their_weights_on():
     """Each stage starts from what the one before saved, keeps its own resume file, and the last writes model.pt."""
+    keys = ("validate#best_model#path", "last_checkpoint", "epochs", "learning_rate")
     stages = []
     for n in range(1, len(CPU_RECIPE) + 1):
         parser = workflow(BUNDLE, ["train", *CPU_RECIPE[:n]], "train", bundle_root="/b").parser
-        keys = ("validate#best_model#path", "last_checkpoint", "epochs", "learning_rate")
         stage = {key: parser.get_parsed_content(key) for key in keys}
         stage["init"] = parser.get_parsed_content("init_checkpoint") if n > 1 else None
         stages.append(stage)
