@@ -21,9 +21,11 @@ import numpy as np
 from common.data.containment import check_contained
 from common.data.datalist import read_datalist
 
-__all__ = ["default_splits_path", "ensure_folds", "label_volume_ml", "load_split", "main", "make_folds"]
+__all__ = ["SPLITS_GLOB", "default_splits_path", "ensure_folds", "label_volume_ml", "load_split", "main", "make_folds"]
 
 SECTIONS = ("training", "validation", "test")
+#: The names :func:`default_splits_path` gives, as a glob pattern.
+SPLITS_GLOB = "splits_*fold_seed*.json"
 
 
 def label_volume_ml(path: str) -> float:
@@ -116,11 +118,33 @@ def ensure_folds(
     exclude: Collection[str] = (),
     allow_outside_dataset: bool = False,
 ) -> str:
-    """Path of :func:`default_splits_path`, made by :func:`make_folds` (leaving out ``exclude``) if missing."""
+    """Path of :func:`default_splits_path`, made by :func:`make_folds` (leaving out ``exclude``) if missing.
+
+    Raises:
+        ValueError: the existing splits file lists other cases than the datalist's ``training`` section (the dataset
+            changed after the folds were made): folds are never remade silently, the message says which file to delete.
+    """
     output = default_splits_path(datalist, num_folds, seed)
     if os.path.isfile(output):
+        _check_splits_match(output, datalist, allow_outside_dataset)
         return output
     return make_folds(datalist, output, num_folds, seed, exclude=exclude, allow_outside_dataset=allow_outside_dataset)
+
+
+def _check_splits_match(splits_file: str, datalist: str, allow_outside_dataset: bool) -> None:
+    """Raise if ``splits_file`` was made from other ``training`` cases than ``datalist`` now lists."""
+    root = os.path.dirname(os.path.abspath(datalist))
+    listed = {os.path.realpath(c["image"]) for c in read_datalist(datalist, "training", root, allow_outside_dataset)}
+    with open(splits_file, encoding="utf-8") as fh:
+        content = json.load(fh)
+    split = {os.path.realpath(os.path.join(root, c["image"])) for c in content["cases"]}
+    split |= {os.path.realpath(os.path.join(root, image)) for image in content["excluded"]}
+    if split != listed:
+        raise ValueError(
+            f"{splits_file} was made from other cases than {datalist} lists now ({len(split)} there, {len(listed)} "
+            f"here, {len(split ^ listed)} differ): the dataset changed after its folds were made. Delete {splits_file} "
+            "to make new folds (folds are never remade silently)."
+        )
 
 
 def _real_paths(paths: Collection[str]) -> set[str]:

@@ -24,6 +24,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from common.data.folds import SPLITS_GLOB
+
 __all__ = [
     "Acquisition",
     "AcquisitionRanges",
@@ -708,8 +710,13 @@ def _read_marker(root: Path) -> dict[str, Any] | None:
 
 
 def _remove_previous_files(root: Path, marker: dict[str, Any]) -> None:
-    """Deletes ``dataset.json`` and the case files a previous ``phantoms.json`` lists (only inside ``root``)."""
+    """Deletes ``dataset.json``, the folds made from it and the case files a previous ``phantoms.json`` lists.
+
+    Only inside ``root``; the folds (:func:`common.data.ensure_folds`) would otherwise list the replaced cases.
+    """
     (root / _DATASET_JSON).unlink(missing_ok=True)
+    for splits in root.glob(SPLITS_GLOB):
+        splits.unlink()
     cases = marker.get("cases")
     for case in cases if isinstance(cases, list) else []:
         for key in ("image", "label"):
@@ -730,7 +737,8 @@ def write_phantom_dataset(
     Case ``i`` of section ``s`` is generated from ``derive_seed(seed, s, i)``.
 
     Files the user put in ``root`` are never overwritten: a non-empty ``root`` without our ``phantoms.json`` is refused.
-    Files of a previous phantom dataset listed in its ``phantoms.json`` are deleted first; nothing else is touched.
+    Files of a previous phantom dataset listed in its ``phantoms.json``, and the folds made from it, are deleted first;
+    nothing else is touched.
 
     Args:
         root: Output folder (created if needed).

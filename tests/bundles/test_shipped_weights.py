@@ -91,10 +91,22 @@ def _tumour_centre_mm(dataset: Path) -> list[float]:
     return (label.affine[:3, :3] @ voxels + label.affine[:3, 3]).round(1).tolist()
 
 
+#: A box counts as found when its centre lies this close to the tumour's centre (the box is 100 x 50 x 50 mm, so a
+#: misplaced box may still hold the tumour, and the fine network then still segments it).
+FOUND_WITHIN_MM = 10.0
+
+
+def _best_box_distance_mm(report: dict, dataset: Path) -> float:
+    """Distance from the localiser's best-scored box centre to the tumour's centre of mass (world mm)."""
+    best = max(report["localisation"]["boxes"], key=lambda box: box["score"])
+    return float(np.linalg.norm(np.asarray(best["centre_mm"]) - np.asarray(_tumour_centre_mm(dataset))))
+
+
 def test_vestibular_weights_localise_and_segment_an_unseen_phantom(vestibular_case, tmp_path):
     (report,) = _infer("vestibular_spvpa", vestibular_case, tmp_path / "out")
     localisation = report["localisation"]
     assert not localisation["fallback_both_sides"] and localisation["boxes"][0]["score"] >= 0.5
+    assert _best_box_distance_mm(report, vestibular_case) < FOUND_WITHIN_MM
     assert box_contains_tumour(report, _label(vestibular_case))
     assert report["dice_vs_reference"] >= 0.6, report
 
@@ -108,11 +120,7 @@ def test_vestibular_random_localiser_does_not_find_the_tumour(vestibular_case, t
     (report,) = _infer(
         "vestibular_spvpa", vestibular_case, tmp_path / "out", localiser_ckpt_path=str(tmp_path / "random.pt")
     )
-    boxes = report["localisation"]["boxes"]
-    confident_hit = not report["localisation"]["fallback_both_sides"] and box_contains_tumour(
-        {"localisation": {**report["localisation"], "boxes": boxes[:1]}}, _label(vestibular_case)
-    )
-    assert not confident_hit or report["dice_vs_reference"] < 0.6
+    assert _best_box_distance_mm(report, vestibular_case) >= FOUND_WITHIN_MM
 
 
 def test_vestibular_world_box_overrides_the_localiser(vestibular_case, tmp_path):
@@ -130,13 +138,13 @@ def test_vestibular_world_box_overrides_the_localiser(vestibular_case, tmp_path)
 
 
 def test_vestibular_keep_largest_component_keeps_one_tumour(vestibular_case, tmp_path):
-    """With an explicit box (no gate) the fine network also marks other structures; the switch keeps the largest."""
+    """At a low threshold the fine network's faint responses become extra components; the switch keeps the largest."""
     centre = _tumour_centre_mm(vestibular_case)
     masks, reports = {}, {}
     for keep in (False, True):
         out = tmp_path / f"keep_{keep}"
         (reports[keep],) = _infer(
-            "vestibular_spvpa", vestibular_case, out, roi_center_mm=centre, keep_largest_component=keep
+            "vestibular_spvpa", vestibular_case, out, roi_center_mm=centre, keep_largest_component=keep, threshold=0.02
         )
         masks[keep] = np.asarray(nib.load(str(next(out.glob("*_seg.nii.gz")))).dataobj) > 0
     labels, count = ndimage.label(masks[False], structure=CONNECTIVITY_26)

@@ -23,7 +23,9 @@ from bundle_helpers import (
     workflow,
     write_oblique_lps,
 )
-from monai.transforms import KeepLargestConnectedComponentd
+from monai.data import list_data_collate
+from monai.transforms import Compose, KeepLargestConnectedComponentd
+from monai.utils import set_determinism
 
 from common.phantoms.bad_inputs import DUPLICATE_ORIGINAL, write_bad_inputs
 
@@ -62,7 +64,7 @@ def test_patch_is_the_papers_box_in_voxels_and_configs_agree(vestibular_phantoms
 )
 @pytest.mark.parametrize("keep", [True, False])
 def test_keep_largest_component_switch(configs, workflow_type, key, keep, vestibular_phantoms):
-    """keep_largest_component (default false) keeps only the mask's largest 26-connected blob: one VS per scan."""
+    """keep_largest_component (default true) keeps only the mask's largest 26-connected blob: one VS per scan."""
     flow = workflow(
         BUNDLE,
         configs,
@@ -72,7 +74,7 @@ def test_keep_largest_component_switch(configs, workflow_type, key, keep, vestib
         keep_largest_component=keep,
     )
     flow.initialize()
-    assert json.loads((CONFIGS / f"{configs[-1]}.json").read_text(encoding="utf-8"))["keep_largest_component"] is False
+    assert json.loads((CONFIGS / f"{configs[-1]}.json").read_text(encoding="utf-8"))["keep_largest_component"] is True
     keepers = [
         t for t in flow.parser.get_parsed_content(key).transforms if isinstance(t, KeepLargestConnectedComponentd)
     ]
@@ -107,6 +109,77 @@ def test_train_with_supervised_attention_writes_best_checkpoint(trained):
     assert "Epoch[2]" in log and "val_mean_dice" in log
     state = torch.load(trained / "models" / "model.pt", weights_only=True)
     assert any(".attention." in key for key in state), "the SpvPA attention modules are missing"
+
+
+#: The shipped weights' CPU recipes (model card, "Shipped weights"): each stage overlays the ones before it and starts
+#: from the weights the one before saved; with each stage's training patches shrunk to fit the tiny 32 x 32 x 8 box.
+CPU_RECIPES = {
+    "spvpa": (
+        (("train", "cpu_train"), {"train_patch_size": [16, 16, 4]}),
+        (("cpu_finetune",), {"train_patch_size": [32, 32, 8]}),
+    ),
+    "localiser": ((("train", "localiser_train"), {}), (("localiser_refine",), {})),
+}
+TINY_LOCALISER = {"localiser_spacing": [8.0, 8.0, 8.0], "localiser_channels": [2, 4, 8]}
+
+
+@pytest.mark.parametrize("recipe", sorted(CPU_RECIPES))
+def test_cpu_recipe_stages_train_and_hand_their_weights_on(recipe, vestibular_phantoms, tmp_path):
+    """One real epoch per stage: the second stage starts from the file the first saved and writes the shipped one."""
+    (first, first_tiny), (second, second_tiny) = CPU_RECIPES[recipe]
+    tiny = {
+        **TINY_LOCALISER,
+        "dataset_dir": str(vestibular_phantoms),
+        "ckpt_dir": str(tmp_path / "models"),
+        "output_dir": str(tmp_path / "eval"),
+        "epochs": 1,
+    }
+    handed_on = workflow(BUNDLE, list(first), "train", **tiny).parser.get_parsed_content("validate#best_model#path")
+    second_stage = workflow(BUNDLE, list(first + second), "train", **tiny).parser
+    assert second_stage.get_parsed_content("init_checkpoint") == handed_on
+    shipped = second_stage.get_parsed_content("validate#best_model#path")
+    assert Path(shipped).name == {"spvpa": "model.pt", "localiser": "localiser.pt"}[recipe] != Path(handed_on).name
+
+    _run(first, **tiny, **first_tiny)
+    start = torch.load(handed_on, weights_only=True)
+    proc = _run(first + second, **tiny, **second_tiny)
+    assert "Epoch[1]" in proc.stdout + proc.stderr
+    end = torch.load(shipped, weights_only=True)
+    assert end.keys() == start.keys()
+    assert any(not torch.equal(start[k], end[k]) for k in start)  # trained on from there
+
+
+@pytest.mark.parametrize(("configs", "workflow_type"), [(["inference"], "infer"), (["train", "evaluate"], "train")])
+def test_missing_localiser_weights_message_gives_both_stages(configs, workflow_type):
+    """Without models/localiser.pt, inference quotes the two runs that make it (require_weights prints this)."""
+    (first, _), (second, _) = CPU_RECIPES["localiser"]
+    parser = workflow(BUNDLE, configs, workflow_type, bundle_root="/b").parser
+    runs = parser.get_parsed_content("localiser_train_command").split(" && ")
+    assert runs == [
+        f'python -m monai.bundle run --bundle_root /b --config_file "{[f"/b/configs/{c}.json" for c in stages]}"'
+        for stages in (first, first + second)
+    ]
+
+
+def test_finetune_crops_of_all_three_kinds_collate_into_one_batch(vestibular_phantoms):
+    """cpu_finetune.json mixes tumour, mirror-image and random crops; any mix of them must collate (float labels)."""
+    flow = workflow(
+        BUNDLE,
+        ["train", "cpu_train", "cpu_finetune"],
+        "train",
+        **TINY_VESTIBULAR,
+        bundle_root=str(bundle_dir(BUNDLE)),
+        dataset_dir=str(vestibular_phantoms),
+        train_patch_size=[16, 16, 4],
+    )
+    case = {key: str(next((vestibular_phantoms / f"{key}sTr").glob("*.nii.gz"))) for key in ("image", "label")}
+    cached = Compose(flow.parser.get_parsed_content("train#deterministic_transforms"))(case)
+    assert cached["label"].dtype == torch.uint8  # the cache holds uint8 labels
+    crops = Compose(flow.parser.get_parsed_content("train#random_transforms"))
+    set_determinism(seed=0)
+    batch = list_data_collate([sample for _ in range(12) for sample in crops(dict(cached))])
+    assert batch["image"].shape == batch["label"].shape == (12, 1, 16, 16, 4)
+    assert batch["label"].dtype == torch.float32 and set(batch) == {"image", "label"}
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Volume-stratified folds: 3 train / 1 validation / 1 test rotating, never overwritten, CLI."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,21 @@ def test_never_overwrites_and_is_deterministic(dataset):
         make_folds(str(dataset / "dataset.json"), first)
     with pytest.raises(ValueError, match="fold must be"):
         load_split(first, 7, "test")
+
+
+def test_folds_of_a_dataset_that_changed_are_refused_not_reused(dataset):
+    datalist = dataset / "dataset.json"
+    path = ensure_folds(str(datalist), exclude=[str(dataset / "imagesTr/c3.nii.gz")])  # a bad case still counts
+    content = json.loads(datalist.read_text(encoding="utf-8"))
+    content["training"] = content["training"][:8]  # e.g. phantoms regenerated with fewer (or more) cases
+    datalist.write_text(json.dumps(content), encoding="utf-8")
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"{path} was made from other cases than {datalist} lists now (10 there, 8 here, 2 differ)"),
+    ):
+        ensure_folds(str(datalist))
+    Path(path).unlink()
+    assert len(json.loads(Path(ensure_folds(str(datalist))).read_text(encoding="utf-8"))["cases"]) == 8
 
 
 def test_cli_and_find_cases(dataset, tmp_path_factory):

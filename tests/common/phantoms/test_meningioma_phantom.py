@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from monai.data import load_decathlon_datalist
 
+from common.data import ensure_folds
 from common.phantoms import (
     ensure_meningioma_dataset,
     estimate_lesion_volume_ml,
@@ -176,13 +177,15 @@ def test_write_dataset_layout_and_datalist(tmp_path: Path) -> None:
 
 def test_ensure_is_a_no_op_when_up_to_date_and_regenerates_otherwise(tmp_path: Path) -> None:
     root = tmp_path / "phantoms"
-    assert ensure_meningioma_dataset(root, 2, spacing_scale=SMALL) == str(root)
+    assert ensure_meningioma_dataset(root, 3, spacing_scale=SMALL) == str(root)
     files = sorted(root.rglob("*.*"))
     mtimes = [f.stat().st_mtime_ns for f in files]
-    assert ensure_meningioma_dataset(str(root), 2, spacing_scale=SMALL) == str(root)
+    assert ensure_meningioma_dataset(str(root), 3, spacing_scale=SMALL) == str(root)
     assert [f.stat().st_mtime_ns for f in files] == mtimes
+    splits = Path(ensure_folds(str(root / "dataset.json"), num_folds=3))
     ensure_meningioma_dataset(root, 1, seed=1, spacing_scale=SMALL)
     assert not (root / "imagesTr" / "mng_0001.nii.gz").exists()
+    assert not splits.exists()  # the folds of the replaced cases went with them
     assert json.loads((root / "dataset.json").read_text(encoding="utf-8"))["numTraining"] == 1
 
 
