@@ -5,6 +5,7 @@ from common.transforms.head_crop import HeadForeground
 from common.transforms.lesion_report import LesionReportd
 from common.transforms.load_input import LoadInputd
 from common.transforms.reference_label import LoadReferenced
+from common.transforms.small_lesions import RemoveSmallLesionsd, remove_small_lesions
 from common.transforms.world_box import CropWorldBoxd, patch_size_voxels
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "LesionReportd",
     "LoadInputd",
     "LoadReferenced",
+    "RemoveSmallLesionsd",
     "error_reason",
     "patch_size_voxels",
+    "remove_small_lesions",
 ]

@@ -137,18 +137,31 @@ def test_vestibular_world_box_overrides_the_localiser(vestibular_case, tmp_path)
     assert "localisation" not in report and report["dice_vs_reference"] >= 0.3
 
 
-def test_vestibular_keep_largest_component_keeps_one_tumour(vestibular_case, tmp_path):
-    """At a low threshold the fine network's faint responses become extra components; the switch keeps the largest."""
+def test_vestibular_post_processing_keeps_one_tumour_without_specks(vestibular_case, tmp_path):
+    """At a low threshold the fine network's faint responses become extra components: keep_largest_component keeps the
+    largest, min_tumour_volume_ml (the default 0.02) drops those under 0.02 ml and keeps the others."""
     centre = _tumour_centre_mm(vestibular_case)
+    runs = {"all": (False, 0), "largest": (True, 0), "no specks": (False, 0.02)}
     masks, reports = {}, {}
-    for keep in (False, True):
-        out = tmp_path / f"keep_{keep}"
-        (reports[keep],) = _infer(
-            "vestibular_spvpa", vestibular_case, out, roi_center_mm=centre, keep_largest_component=keep, threshold=0.02
+    for name, (keep, min_ml) in runs.items():
+        out = tmp_path / name.replace(" ", "_")
+        (reports[name],) = _infer(
+            "vestibular_spvpa",
+            vestibular_case,
+            out,
+            roi_center_mm=centre,
+            keep_largest_component=keep,
+            min_tumour_volume_ml=min_ml,
+            threshold=0.02,
         )
-        masks[keep] = np.asarray(nib.load(str(next(out.glob("*_seg.nii.gz")))).dataobj) > 0
-    labels, count = ndimage.label(masks[False], structure=CONNECTIVITY_26)
-    assert count >= 2, "precondition: the default run writes several components"
-    largest = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
-    np.testing.assert_array_equal(masks[True], largest)
-    assert reports[True]["num_lesions"] == 1 and reports[False]["num_lesions"] == count
+        masks[name] = np.asarray(nib.load(str(next(out.glob("*_seg.nii.gz")))).dataobj) > 0
+    labels, count = ndimage.label(masks["all"], structure=CONNECTIVITY_26)
+    sizes = np.bincount(labels.ravel())[1:]
+    voxel_ml = float(np.prod(nib.load(str(next((vestibular_case / "imagesTs").glob("*.nii.gz")))).header.get_zooms()))
+    voxel_ml /= 1000.0
+    specks = sizes * voxel_ml < 0.02
+    assert count >= 2 and specks.any() and not specks.all(), "precondition: large and small components at 0.02"
+    np.testing.assert_array_equal(masks["largest"], labels == 1 + int(np.argmax(sizes)))
+    np.testing.assert_array_equal(masks["no specks"], np.isin(labels, 1 + np.flatnonzero(~specks)))
+    assert reports["largest"]["num_lesions"] == 1 and reports["all"]["num_lesions"] == count
+    assert reports["no specks"]["num_lesions"] == int((~specks).sum())

@@ -23,11 +23,12 @@ from bundle_helpers import (
     workflow,
     write_oblique_lps,
 )
-from monai.data import list_data_collate
+from monai.data import MetaTensor, list_data_collate
 from monai.transforms import Compose, KeepLargestConnectedComponentd
 from monai.utils import set_determinism
 
 from common.phantoms.bad_inputs import DUPLICATE_ORIGINAL, write_bad_inputs
+from common.transforms import RemoveSmallLesionsd
 
 BUNDLE = "vestibular_spvpa"
 CONFIGS = bundle_dir(BUNDLE) / "configs"
@@ -58,6 +59,15 @@ def test_patch_is_the_papers_box_in_voxels_and_configs_agree(vestibular_phantoms
     assert iso.parser.get_parsed_content("patch_size") == [256, 128, 128]
 
 
+def _postprocessing(configs: list[str], workflow_type: str, key: str, dataset: Path, **overrides) -> list:
+    """The transforms of the bundle's post-processing ``key``, parsed from ``configs`` with ``overrides``."""
+    flow = workflow(
+        BUNDLE, configs, workflow_type, bundle_root=str(bundle_dir(BUNDLE)), dataset_dir=str(dataset), **overrides
+    )
+    flow.initialize()
+    return flow.parser.get_parsed_content(key).transforms
+
+
 @pytest.mark.parametrize(
     ("configs", "workflow_type", "key"),
     [(["inference"], "infer", "postprocessing"), (["train", "evaluate"], "train", "validate#postprocessing")],
@@ -65,19 +75,9 @@ def test_patch_is_the_papers_box_in_voxels_and_configs_agree(vestibular_phantoms
 @pytest.mark.parametrize("keep", [True, False])
 def test_keep_largest_component_switch(configs, workflow_type, key, keep, vestibular_phantoms):
     """keep_largest_component (default true) keeps only the mask's largest 26-connected blob: one VS per scan."""
-    flow = workflow(
-        BUNDLE,
-        configs,
-        workflow_type,
-        bundle_root=str(bundle_dir(BUNDLE)),
-        dataset_dir=str(vestibular_phantoms),
-        keep_largest_component=keep,
-    )
-    flow.initialize()
     assert json.loads((CONFIGS / f"{configs[-1]}.json").read_text(encoding="utf-8"))["keep_largest_component"] is True
-    keepers = [
-        t for t in flow.parser.get_parsed_content(key).transforms if isinstance(t, KeepLargestConnectedComponentd)
-    ]
+    transforms = _postprocessing(configs, workflow_type, key, vestibular_phantoms, keep_largest_component=keep)
+    keepers = [t for t in transforms if isinstance(t, KeepLargestConnectedComponentd)]
     assert len(keepers) == (1 if keep else 0)
     if keep:
         mask = torch.zeros(1, 12, 12, 12)
@@ -86,6 +86,27 @@ def test_keep_largest_component_switch(configs, workflow_type, key, keep, vestib
         mask[0, 5, 5, 5] = 1  # touches the tumour diagonally: 26-connected, kept
         kept = keepers[0]({"mask": mask})["mask"]
         assert int(kept.sum()) == 4**3 + 1 and not kept[0, 8:10, 8:10, 8:10].any()
+
+
+@pytest.mark.parametrize(
+    ("configs", "workflow_type", "key"),
+    [(["inference"], "infer", "postprocessing"), (["train", "evaluate"], "train", "validate#postprocessing")],
+)
+@pytest.mark.parametrize("min_ml", [None, 0])
+def test_min_tumour_volume_switch(configs, workflow_type, key, min_ml, vestibular_phantoms):
+    """min_tumour_volume_ml (default 0.02 ml) drops smaller components, measured in mm^3 on the mask's own grid;
+    0 keeps them. (The shipped-weights tests run it on a real scan.)"""
+    overrides = {} if min_ml is None else {"min_tumour_volume_ml": min_ml}
+    transforms = _postprocessing(configs, workflow_type, key, vestibular_phantoms, **overrides)
+    (remover,) = [t for t in transforms if isinstance(t, RemoveSmallLesionsd)]
+    mask = torch.zeros(1, 12, 12, 12)
+    mask[0, 1:4, 1:4, 1:5] = 1  # 36 voxels of 0.4 x 0.4 x 1.5 mm: 8.6 mm^3, a speck
+    mask[0, 6:11, 6:11, 6:9] = 1  # 75 voxels: 18 mm^3, still under 20
+    mask[0, 6:11, 6:11, 10:12] = 1  # 50 more, not 26-connected to the 75: 12 mm^3
+    mask[0, 1:5, 7:12, 6:12] = 1  # 120 voxels: 28.8 mm^3, kept
+    grid = MetaTensor(mask, affine=torch.diag(torch.tensor([0.4, 0.4, 1.5, 1.0], dtype=torch.float64)))
+    kept = remover({"mask": grid})["mask"]
+    assert int(kept.sum()) == (120 if min_ml is None else 281) and kept[0, 1:5, 7:12, 6:12].all()
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +138,7 @@ CPU_RECIPES = {
     "spvpa": (
         (("train", "cpu_train"), {"train_patch_size": [16, 16, 4]}),
         (("cpu_finetune",), {"train_patch_size": [32, 32, 8]}),
+        (("cpu_refine",), {}),
     ),
     "localiser": ((("train", "localiser_train"), {}), (("localiser_refine",), {})),
 }
@@ -125,8 +147,8 @@ TINY_LOCALISER = {"localiser_spacing": [8.0, 8.0, 8.0], "localiser_channels": [2
 
 @pytest.mark.parametrize("recipe", sorted(CPU_RECIPES))
 def test_cpu_recipe_stages_train_and_hand_their_weights_on(recipe, vestibular_phantoms, tmp_path):
-    """One real epoch per stage: the second stage starts from the file the first saved and writes the shipped one."""
-    (first, first_tiny), (second, second_tiny) = CPU_RECIPES[recipe]
+    """One real epoch per stage: each stage after the first starts from the file the one before saved and trains on
+    from there; the last writes the shipped file, which the first does not."""
     tiny = {
         **TINY_LOCALISER,
         "dataset_dir": str(vestibular_phantoms),
@@ -134,19 +156,22 @@ def test_cpu_recipe_stages_train_and_hand_their_weights_on(recipe, vestibular_ph
         "output_dir": str(tmp_path / "eval"),
         "epochs": 1,
     }
-    handed_on = workflow(BUNDLE, list(first), "train", **tiny).parser.get_parsed_content("validate#best_model#path")
-    second_stage = workflow(BUNDLE, list(first + second), "train", **tiny).parser
-    assert second_stage.get_parsed_content("init_checkpoint") == handed_on
-    shipped = second_stage.get_parsed_content("validate#best_model#path")
-    assert Path(shipped).name == {"spvpa": "model.pt", "localiser": "localiser.pt"}[recipe] != Path(handed_on).name
-
-    _run(first, **tiny, **first_tiny)
-    start = torch.load(handed_on, weights_only=True)
-    proc = _run(first + second, **tiny, **second_tiny)
-    assert "Epoch[1]" in proc.stdout + proc.stderr
-    end = torch.load(shipped, weights_only=True)
-    assert end.keys() == start.keys()
-    assert any(not torch.equal(start[k], end[k]) for k in start)  # trained on from there
+    configs: tuple[str, ...] = ()
+    saved = []
+    for overlay, stage_tiny in CPU_RECIPES[recipe]:
+        configs += overlay
+        parser = workflow(BUNDLE, list(configs), "train", **tiny).parser
+        if saved:
+            assert parser.get_parsed_content("init_checkpoint") == saved[-1]
+            start = torch.load(saved[-1], weights_only=True)
+        saved.append(parser.get_parsed_content("validate#best_model#path"))
+        proc = _run(configs, **tiny, **stage_tiny)
+        assert "Epoch[1]" in proc.stdout + proc.stderr
+        if len(saved) > 1:
+            end = torch.load(saved[-1], weights_only=True)
+            assert end.keys() == start.keys()
+            assert any(not torch.equal(start[k], end[k]) for k in start)  # trained on from there
+    assert Path(saved[-1]).name == {"spvpa": "model.pt", "localiser": "localiser.pt"}[recipe] != Path(saved[0]).name
 
 
 @pytest.mark.parametrize(("configs", "workflow_type"), [(["inference"], "infer"), (["train", "evaluate"], "train")])

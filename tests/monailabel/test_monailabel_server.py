@@ -51,7 +51,7 @@ class Served:
     bundle_path: Path
     studies: Path
     image_id: str
-    reference_prob: Path
+    reference_mask: Path
 
     @property
     def url(self) -> str:
@@ -92,7 +92,8 @@ def _app(bundle: str, root: Path, dataset: Path, image: Path) -> tuple[Path, Pat
 
     The copy's mask threshold is set to the 90th percentile of its tumour probability on ``image`` (inside the
     field of view), so that the mask ``/infer`` returns is neither empty nor full. Returns the app and the bundle's own
-    probability map of ``image``, made by ``monai.bundle run`` with the copy's inference config.
+    mask of ``image`` at that threshold, made by ``monai.bundle run`` with the copy's inference config (post-processing
+    included: the vestibular bundle drops specks and keeps the largest component).
     """
     app = prepare_app(root, {bundle: bundle_dir(bundle)})
     target = app / "model" / bundle
@@ -121,21 +122,30 @@ def _app(bundle: str, root: Path, dataset: Path, image: Path) -> tuple[Path, Pat
     single = root / "reference" / "input"
     single.mkdir(parents=True)
     shutil.copy(image, single / image.name)
-    output = root / "reference" / "output"
+    prob = _bundle_inference(target, single, root / "reference" / "probability") / image.name.replace(
+        ".nii.gz", "_prob.nii.gz"
+    )
+    values = np.asarray(nib.load(str(prob)).dataobj)
+    assert values.max() > values[values > 0].min(), "the trained tiny network gives a constant probability"
+    _update_config(configs / "inference.json", {"threshold": float(np.quantile(values[values > 0], 0.9))})
+    mask = _bundle_inference(target, single, root / "reference" / "mask") / image.name.replace(".nii.gz", "_seg.nii.gz")
+    return app, mask
+
+
+def _bundle_inference(bundle_root: Path, dataset: Path, output: Path) -> Path:
+    """``monai.bundle run`` of the bundle's inference config on ``dataset``; returns ``output``."""
+    configs = bundle_root / "configs"
     monai_bundle(
         "run",
         "--config_file", str(configs / "inference.json"),
         "--meta_file", str(configs / "metadata.json"),
-        # float32 probabilities, so that thresholding them repeats the mask exactly
+        # float32 probabilities, for the exact 90th percentile
         overrides={
-            "bundle_root": str(target), "dataset_dir": str(single), "output_dir": str(output), "quantize_prob": False
+            "bundle_root": str(bundle_root), "dataset_dir": str(dataset), "output_dir": str(output),
+            "quantize_prob": False,
         },
     )  # fmt: skip
-    prob = output / image.name.replace(".nii.gz", "_prob.nii.gz")
-    values = np.asarray(nib.load(str(prob)).dataobj)
-    assert values.max() > values[values > 0].min(), "the trained tiny network gives a constant probability"
-    _update_config(configs / "inference.json", {"threshold": float(np.quantile(values[values > 0], 0.9))})
-    return app, prob
+    return output
 
 
 def _update_config(config: Path, values: dict) -> None:
@@ -186,9 +196,8 @@ def test_infer_returns_the_bundle_mask_on_the_image_grid(server, tmp_path):
     label = _assert_on_the_image_grid(server.infer(tmp_path, model_filename="model.pt"), image)
     assert 0 < label.sum() < label.size
 
-    # the mask of the bundle's own inference (same image, weights and threshold)
-    threshold = json.loads((server.bundle_path / "configs" / "inference.json").read_text(encoding="utf-8"))["threshold"]
-    mask = np.asarray(nib.load(str(server.reference_prob)).dataobj) >= threshold
+    # the mask of the bundle's own inference (same image, weights, threshold and post-processing)
+    mask = np.asarray(nib.load(str(server.reference_mask)).dataobj) > 0
     agreement = np.mean(label == mask)
     assert agreement > 0.999, f"MONAI Label's mask agrees with the bundle's on {agreement:.2%} of the voxels"
 
