@@ -134,11 +134,11 @@ def ensure_folds(
 def _check_splits_match(splits_file: str, datalist: str, allow_outside_dataset: bool) -> None:
     """Raise if ``splits_file`` was made from other ``training`` cases than ``datalist`` now lists."""
     root = os.path.dirname(os.path.abspath(datalist))
-    listed = {os.path.realpath(c["image"]) for c in read_datalist(datalist, "training", root, allow_outside_dataset)}
+    listed = _real_paths([c["image"] for c in read_datalist(datalist, "training", root, allow_outside_dataset)])
     with open(splits_file, encoding="utf-8") as fh:
         content = json.load(fh)
-    split = {os.path.realpath(os.path.join(root, c["image"])) for c in content["cases"]}
-    split |= {os.path.realpath(os.path.join(root, image)) for image in content["excluded"]}
+    images = [c["image"] for c in content["cases"]] + content["excluded"]
+    split = _real_paths([os.path.join(root, image) for image in images])
     if split != listed:
         raise ValueError(
             f"{splits_file} was made from other cases than {datalist} lists now ({len(split)} there, {len(listed)} "

@@ -10,6 +10,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.transforms.utils import generate_spatial_bounding_box
 from scipy import ndimage
 
 from common.evaluation.lesions import CONNECTIVITY_26, voxel_volume_ml
@@ -23,7 +24,7 @@ def remove_small_lesions(mask: torch.Tensor, min_volume_ml: float) -> torch.Tens
     Volumes are those of the mask's own grid (its affine, so a mask on the input grid is measured in the input's
     voxels). Only the bounding box of the mask's nonzero voxels is labelled: a tumour mask is empty almost everywhere,
     and MONAI's ``RemoveSmallObjectsd`` (skimage over the whole array, channel axis included) takes 1.6 s on a
-    512 x 512 x 80 scan where this takes under 0.1 s, with the same result.
+    512 x 512 x 80 scan where this takes about 0.1 s, with the same result.
 
     Args:
         mask: binary mask with one channel, a ``MetaTensor`` carrying its affine.
@@ -37,12 +38,11 @@ def remove_small_lesions(mask: torch.Tensor, min_volume_ml: float) -> torch.Tens
             f"expected a one-channel 3D MetaTensor mask (1, H, W, D), got {type(mask).__name__} "
             f"of shape {tuple(mask.shape)}."
         )
-    foreground = mask[0].detach().cpu().numpy() > 0
-    spans = [np.flatnonzero(foreground.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    if any(span.size == 0 for span in spans):
+    start, end = generate_spatial_bounding_box(mask)
+    if start == end:  # empty mask
         return mask.clone()
-    box = tuple(slice(int(span[0]), int(span[-1]) + 1) for span in spans)
-    labels, _ = ndimage.label(foreground[box], structure=CONNECTIVITY_26)
+    box = tuple(slice(a, b) for a, b in zip(start, end))
+    labels, _ = ndimage.label(mask[(0, *box)].detach().cpu().numpy() > 0, structure=CONNECTIVITY_26)
     small = np.bincount(labels.ravel()) * voxel_volume_ml(mask.affine.numpy()) < min_volume_ml
     small[0] = False  # the background
     out = mask.clone()

@@ -9,6 +9,7 @@ from monai.data import MetaTensor
 from monai.transforms import RemoveSmallObjectsd
 from scipy import ndimage
 
+from common.evaluation.lesions import CONNECTIVITY_26
 from common.transforms import RemoveSmallLesionsd, remove_small_lesions
 
 AFFINE = torch.tensor(
@@ -28,7 +29,7 @@ def _specks(seed: int) -> MetaTensor:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_same_mask_as_monai_remove_small_objects(seed):
     mask = _specks(seed)
-    sizes = np.bincount(ndimage.label(mask[0].numpy(), structure=np.ones((3, 3, 3)))[0].ravel())[1:]
+    sizes = np.bincount(ndimage.label(mask[0].numpy(), structure=CONNECTIVITY_26)[0].ravel())[1:]
     assert (sizes * 0.27 < 20).any() and (sizes * 0.27 >= 20).any(), "precondition: both kinds of component"
     ours = RemoveSmallLesionsd("mask", min_volume_ml=0.02)({"mask": mask})["mask"]
     monai = RemoveSmallObjectsd("mask", min_size=20.0, connectivity=3, by_measure=True)({"mask": mask})["mask"]
