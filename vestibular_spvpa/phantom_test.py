@@ -96,12 +96,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         whole_rows, whole_seconds, _ = evaluate_on_test_set(
             BUNDLE, dataset, args.output / "whole_volume", {**overrides, "localise": False, "eval_data": subset}
         )
-        same = {r["case"] for r in whole_rows}
-        c2f_same, whole = summarise([r for r in rows if r["case"] in same]), summarise(whole_rows)
-        table += [
-            [f"Coarse-to-fine, first {whole['num_cases']} cases", *_cells(c2f_same), "–"],
-            [f"Whole-volume window, first {whole['num_cases']} cases", *_cells(whole), "–"],
-        ]
+        c2f_same, whole, comparison = window_comparison(rows, whole_rows)
+        table += comparison
         results.update(coarse_to_fine_same_cases=c2f_same, whole_volume={**whole, "seconds": whole_seconds})
         timing += f", whole-volume window {whole_seconds:.0f} s for {whole['num_cases']}"
     table.append(
@@ -130,6 +126,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results = {"bundle": "vestibular_spvpa", "command": command, **results}
     publish(results, markdown, args.output, BUNDLE / "docs" / "README.md" if args.update_model_card else None)
     return results
+
+
+def window_comparison(
+    rows: list[dict[str, Any]], whole_rows: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any], list[list[str]]]:
+    """Coarse-to-fine's and the whole-volume window's summaries on the cases the window ran on, and their table rows.
+
+    When the window ran on every case, coarse-to-fine's row is left out: the table's first row already is that.
+    """
+    same = {r["case"] for r in whole_rows}
+    c2f_same, whole = summarise([r for r in rows if r["case"] in same]), summarise(whole_rows)
+    if len(same) == len(rows):
+        return c2f_same, whole, [[f"Whole-volume window, all {len(same)} cases", *_cells(whole), "–"]]
+    return (
+        c2f_same,
+        whole,
+        [
+            [f"Coarse-to-fine, first {len(same)} cases", *_cells(c2f_same), "–"],
+            [f"Whole-volume window, first {len(same)} cases", *_cells(whole), "–"],
+        ],
+    )
 
 
 def _cells(summary: dict[str, Any]) -> list[str]:
