@@ -137,16 +137,10 @@ def window_comparison(
     """
     same = {r["case"] for r in whole_rows}
     c2f_same, whole = summarise([r for r in rows if r["case"] in same]), summarise(whole_rows)
-    if len(same) == len(rows):
-        return c2f_same, whole, [[f"Whole-volume window, all {len(same)} cases", *_cells(whole), "–"]]
-    return (
-        c2f_same,
-        whole,
-        [
-            [f"Coarse-to-fine, first {len(same)} cases", *_cells(c2f_same), "–"],
-            [f"Whole-volume window, first {len(same)} cases", *_cells(whole), "–"],
-        ],
-    )
+    every = len(same) == len(rows)
+    cases = f"{'all' if every else 'first'} {len(same)} cases"
+    table = [] if every else [[f"Coarse-to-fine, {cases}", *_cells(c2f_same), "–"]]
+    return c2f_same, whole, [*table, [f"Whole-volume window, {cases}", *_cells(whole), "–"]]
 
 
 def _cells(summary: dict[str, Any]) -> list[str]:
