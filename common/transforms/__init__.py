@@ -3,6 +3,7 @@
 from common.transforms.check_image import UNREADABLE, CheckImaged, InvalidImageError, error_reason
 from common.transforms.head_crop import HeadForeground
 from common.transforms.lesion_report import LesionReportd
+from common.transforms.lesion_sampling import LesionSamplingWeightd, lesion_sampling_weights
 from common.transforms.load_input import LoadInputd
 from common.transforms.reference_label import LoadReferenced
 from common.transforms.small_lesions import RemoveSmallLesionsd, remove_small_lesions
@@ -15,10 +16,12 @@ __all__ = [
     "HeadForeground",
     "InvalidImageError",
     "LesionReportd",
+    "LesionSamplingWeightd",
     "LoadInputd",
     "LoadReferenced",
     "RemoveSmallLesionsd",
     "error_reason",
+    "lesion_sampling_weights",
     "patch_size_voxels",
     "remove_small_lesions",
 ]

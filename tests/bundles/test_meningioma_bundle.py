@@ -218,6 +218,35 @@ def test_train_writes_best_checkpoint_and_logs_losses(trained):
     assert list((trained / "eval").glob("events.out.tfevents*")), "TensorBoard statistics missing"
 
 
+def test_satellite_stage_fine_tunes_on_lesion_centred_patches_with_frozen_batch_norm(
+    trained, meningioma_phantoms, tmp_path
+):
+    """cpu_satellites.json after the fourth stage: it starts from models/model.pt, trains on patches whose centres
+    are drawn per lesion, and leaves the batch-normalisation statistics of the whole volumes as they were."""
+    stage = workflow(BUNDLE, ["train", "cpu_train", "cpu_satellites"], "train", bundle_root="/b").parser
+    assert stage.get_parsed_content("init_checkpoint") == "/b/models/model.pt"
+    assert stage.get_parsed_content("validate#best_model#path") == "/b/models/model.pt"
+    assert stage.get_parsed_content("last_checkpoint") == "/b/models/satellites_last.pt"
+    models = tmp_path / "models"
+    models.mkdir()
+    start = torch.load(trained / "models" / "model.pt", weights_only=True)
+    torch.save(start, models / "model.pt")
+    proc = _run(
+        ("train", "cpu_train", "cpu_satellites"),
+        dataset_dir=str(meningioma_phantoms),
+        output_dir=str(tmp_path / "eval"),
+        ckpt_dir=str(models),
+        epochs=1,
+        patch_size=[16, 16, 16],
+        patches_per_volume=2,
+    )
+    assert "Epoch[1]" in proc.stdout + proc.stderr
+    tuned = torch.load(models / "model.pt", weights_only=True)
+    statistics = [key for key in start if key.endswith(("running_mean", "running_var"))]
+    assert statistics and all(torch.equal(tuned[key], start[key]) for key in statistics)
+    assert any(not torch.equal(tuned[key], start[key]) for key in start if key.endswith("conv.weight"))
+
+
 def test_evaluate_writes_per_case_metrics(trained, meningioma_phantoms):
     _run(
         ("train", "evaluate"),
