@@ -21,8 +21,8 @@ def lesion_sampling_weights(label: torch.Tensor, background_fraction: float) -> 
 
     Each 26-connected lesion component gets the same total weight, spread evenly over its voxels, and the background
     gets ``background_fraction`` of the total. ``RandCropByPosNegLabeld`` picks a tumour voxel at random instead, so a
-    0.3 ml satellite beside a 30 ml lesion is the centre of one patch in a hundred; here it is the centre as often as
-    the large lesion. A label without lesion puts all the weight on the background.
+    0.3 ml satellite beside a 30 ml lesion is the centre of one tumour-centred patch in a hundred; here it is the
+    centre as often as the large lesion. A label without lesion puts all the weight on the background.
 
     Args:
         label: (1, H, W, D) label, nonzero is lesion.
