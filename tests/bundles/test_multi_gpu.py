@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-from bundle_helpers import REPO, TINY_MENINGIOMA, TINY_VESTIBULAR, bundle_dir, config_files, free_port
+from bundle_helpers import REPO, TINY_MENINGIOMA, TINY_VESTIBULAR, bundle_dir, config_files, free_port, workflow
 
 from common.phantoms import write_meningioma_dataset, write_vestibular_dataset
 
@@ -22,10 +23,12 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("bundle", sorted(CASES))
-def test_two_process_training_keeps_ranks_in_sync_and_writes_only_on_rank_0(bundle, tmp_path):
+def torchrun_train(bundle: str, tmp_path: Path, **overrides) -> list[dict[str, torch.Tensor]]:
+    """One epoch of ``train`` + ``multi_gpu_train`` on two gloo ranks; returns each rank's final state dict.
+
+    The dataset has 10 cases: 6 training, 2 validation, 2 test in fold 0, so that each rank validates one case.
+    """
     write_dataset, tiny = CASES[bundle]
-    # 10 cases: 6 training, 2 validation, 2 test in fold 0, so that each rank validates one case
     write_dataset(tmp_path / "data", num_training=10, num_test=0, seed=3, spacing_scale=4.0)
     # a test-only overlay: each rank saves its final weights
     rank_weights = tmp_path / "rank_weights.json"
@@ -39,6 +42,7 @@ def test_two_process_training_keeps_ranks_in_sync_and_writes_only_on_rank_0(bund
         "output_dir": f"$'{tmp_path}/eval_rank' + os.environ['RANK']",
         "ckpt_dir": f"$'{tmp_path}/models_rank' + os.environ['RANK']",
         "epochs": 1,
+        **overrides,
     }
     cli = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
     cli += ["--master_port", str(free_port()), "-m", "monai.bundle", "run", "--config_file", json.dumps(configs)]
@@ -49,16 +53,46 @@ def test_two_process_training_keeps_ranks_in_sync_and_writes_only_on_rank_0(bund
         cli, capture_output=True, encoding="utf-8", errors="replace", timeout=900, cwd=REPO, check=False
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    return [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
 
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+
+def assert_same(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], keys) -> None:
+    """``actual`` equals ``expected`` bit for bit on ``keys``."""
+    for key in keys:
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize("bundle", sorted(CASES))
+def test_two_process_training_keeps_ranks_in_sync_and_writes_only_on_rank_0(bundle, tmp_path):
+    rank0, rank1 = torchrun_train(bundle, tmp_path)
     assert rank0.keys() == rank1.keys()
-    for key in rank0:
-        torch.testing.assert_close(rank0[key], rank1[key], rtol=0, atol=0, msg=key)
+    assert_same(rank1, rank0, rank0)
     # the best (here: the only) checkpoint is a plain state dict of the unwrapped network, written by rank 0 alone
     best = torch.load(tmp_path / "models_rank0" / "model.pt", weights_only=True)
     assert best.keys() == rank0.keys()
-    for key in rank0:
-        torch.testing.assert_close(best[key], rank0[key], rtol=0, atol=0, msg=key)
+    assert_same(best, rank0, rank0)
     assert list((tmp_path / "eval_rank0").glob("events.out.tfevents*")), "rank 0 wrote no TensorBoard statistics"
     assert not (tmp_path / "eval_rank1").exists() and not (tmp_path / "models_rank1").exists(), "rank 1 wrote files"
+
+
+@pytest.mark.parametrize("bundle", sorted(CASES))
+def test_two_process_fine_tuning_starts_every_rank_from_init_checkpoint(bundle, tmp_path):
+    """A fine-tuning stage under torchrun loads ``init_checkpoint`` (and freezes batch norm where the bundle can).
+
+    The checkpoint is the network's own initialisation with every value moved by up to 0.01. With a learning rate of 0
+    the weights cannot move, so each rank must end with the checkpoint's parameters; with ``freeze_batch_norm`` the
+    batch-norm running statistics must not move either.
+    """
+    _, tiny = CASES[bundle]
+    network = workflow(bundle, ["train"], "train", **tiny).parser.get_parsed_content("network_def")
+    generator = torch.Generator().manual_seed(7)
+    start = {
+        key: value + 0.01 * torch.rand(value.shape, generator=generator) if value.is_floating_point() else value
+        for key, value in network.state_dict().items()
+    }
+    torch.save(start, tmp_path / "start.pt")
+    freeze = {"freeze_batch_norm": True} if bundle == "meningioma_agunet" else {}
+    ranks = torchrun_train(bundle, tmp_path, init_checkpoint=str(tmp_path / "start.pt"), learning_rate=0.0, **freeze)
+    parameters = [name for name, _ in network.named_parameters()]
+    for weights in ranks:
+        assert_same(weights, start, start if freeze else parameters)
