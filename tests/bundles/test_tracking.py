@@ -125,7 +125,7 @@ def test_vestibular_train_and_evaluate_log_to_the_default_sqlite_store(vestibula
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'train' / 'mlruns.db'}")
     run = _only_run(client, bundle)
     artifacts = _check_common(client, run, bundle, "train_fold0_")
-    for metric in ("train_mean_loss", "val_mean_dice"):
+    for metric in ("train_mean_loss", "val_mean_dice", "val_abs_rve"):
         assert _steps(client, run, metric) == [1], metric
     assert _steps(client, run, "train_loss") == [1, 2]
     assert "model.pt" in artifacts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -128,6 +129,8 @@ def trained(vestibular_phantoms, tmp_path_factory) -> Path:
 def test_train_with_supervised_attention_writes_best_checkpoint(trained):
     log = (trained / "train.log").read_text(encoding="utf-8")
     assert "Epoch[2]" in log and "val_mean_dice" in log
+    # the volume error is logged beside the Dice for every validation epoch, as a number
+    assert len(re.findall(r"Metrics -- .*val_abs_rve: \d+\.\d+", log)) == 2, "val_abs_rve not logged per epoch"
     state = torch.load(trained / "models" / "model.pt", weights_only=True)
     assert any(".attention." in key for key in state), "the SpvPA attention modules are missing"
 

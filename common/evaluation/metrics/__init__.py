@@ -3,6 +3,7 @@
 - :mod:`~common.evaluation.metrics.segmentation`: Dice, Dice per probability threshold, ASSD / HD95 in mm, RVE in %.
 - :mod:`~common.evaluation.metrics.detection`: 26-connected component pairing, recall / precision / F1, Dice-TP.
 - :mod:`~common.evaluation.metrics.summary`: equal-population volume bins, the 3 ml split, pooled mean/std across folds.
+- :mod:`~common.evaluation.metrics.volume_error`: absolute RVE as a MONAI metric and Ignite handler, for validation.
 - :mod:`~common.evaluation.metrics.case_metrics`: ``CaseMetricsd`` (postprocessing) and ``CaseMetricsSaver`` (evaluator
 handler).
 """
@@ -26,10 +27,13 @@ from common.evaluation.metrics.segmentation import (
     volume_ml,
 )
 from common.evaluation.metrics.summary import SMALL_TUMOUR_ML, mean_std, pooled_mean_std, split_by_volume, volume_bins
+from common.evaluation.metrics.volume_error import AbsoluteVolumeError, AbsoluteVolumeErrorMetric
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "SMALL_TUMOUR_ML",
+    "AbsoluteVolumeError",
+    "AbsoluteVolumeErrorMetric",
     "CaseMetricsSaver",
     "CaseMetricsd",
     "DetectionCounts",
