@@ -5,17 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
 from common.losses.hardness_weighted_dice import HardnessWeightedDiceLoss
+from common.losses.pooling import POOLINGS, pool_to_size
 
 __all__ = ["AttentionSupervisionLoss"]
-
-_POOLS = {
-    "avg": {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d},
-    "max": {1: F.adaptive_max_pool1d, 2: F.adaptive_max_pool2d, 3: F.adaptive_max_pool3d},
-}
 
 
 class AttentionSupervisionLoss(_Loss):
@@ -65,8 +60,8 @@ class AttentionSupervisionLoss(_Loss):
         onehot_target: bool = False,
     ) -> None:
         super().__init__()
-        if pooling not in _POOLS:
-            raise ValueError(f"pooling must be one of {sorted(_POOLS)}, got {pooling!r}.")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
         self.level_loss = HardnessWeightedDiceLoss(lambda_=0.6) if level_loss is None else level_loss
         self.pooling = pooling
         self.onehot_target = onehot_target
@@ -88,15 +83,7 @@ class AttentionSupervisionLoss(_Loss):
 
     def pool(self, fg: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """:math:`G^f_l`: the foreground mask ``fg`` (B, 1, *S) pooled to the spatial ``size``."""
-        n_spatial = fg.ndim - 2
-        if n_spatial not in _POOLS[self.pooling]:
-            raise ValueError(f"1 to 3 spatial dimensions are supported, got {n_spatial}.")
-        size = tuple(int(s) for s in size)
-        if len(size) != n_spatial or any(s > t for s, t in zip(size, fg.shape[2:])):
-            raise ValueError(f"attention grid {size} does not fit inside the label grid {tuple(fg.shape[2:])}.")
-        if size == tuple(fg.shape[2:]):
-            return fg
-        return _POOLS[self.pooling][n_spatial](fg, size)
+        return pool_to_size(fg, size, self.pooling)
 
     def forward(self, input: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         """Return the mean over levels of ``level_loss(A_l, pooled foreground)``."""

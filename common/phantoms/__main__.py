@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from common.phantoms.meningioma import ensure_meningioma_dataset
+from common.phantoms.meningioma import SMALL_LESION_FRACTION, ensure_meningioma_dataset
 from common.phantoms.vestibular import DEFAULT_MAX_VOXELS as VESTIBULAR_MAX_VOXELS
 from common.phantoms.vestibular import ensure_vestibular_dataset
 
@@ -32,6 +32,16 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_meningioma_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the meningioma family only."""
+    parser.add_argument(
+        "--small-lesion-fraction",
+        type=float,
+        default=SMALL_LESION_FRACTION,
+        help=f"share of lesions below 3 ml (default: {SMALL_LESION_FRACTION})",
+    )
+
+
 def _run_meningioma(args: argparse.Namespace) -> str:
     """Generates the meningioma dataset described by the parsed arguments."""
     return ensure_meningioma_dataset(
@@ -41,6 +51,7 @@ def _run_meningioma(args: argparse.Namespace) -> str:
         seed=args.seed,
         spacing_scale=args.spacing_scale,
         max_voxels=20e6 if args.max_voxels is None else args.max_voxels,
+        small_lesion_fraction=args.small_lesion_fraction,
     )
 
 
@@ -60,6 +71,8 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], str]]] = {
     "meningioma": ("contrast-enhanced T1 heads with extra-axial meningioma-like lesions", _run_meningioma),
     "vestibular": ("high-resolution T2 posterior fossae with one vestibular schwannoma", _run_vestibular),
 }
+#: Arguments that only one family takes.
+_FAMILY_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"meningioma": _add_meningioma_arguments}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="family", required=True, metavar="FAMILY")
     for name, (help_text, _) in _COMMANDS.items():
-        _add_common_arguments(subparsers.add_parser(name, help=help_text, description=help_text))
+        subparser = subparsers.add_parser(name, help=help_text, description=help_text)
+        _add_common_arguments(subparser)
+        if name in _FAMILY_ARGUMENTS:
+            _FAMILY_ARGUMENTS[name](subparser)
     return parser
 
 

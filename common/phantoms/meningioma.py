@@ -355,7 +355,12 @@ def estimate_lesion_volume_ml(head: Head, lesion: Lesion) -> float:
 # ----------------------------------------------------------------------------------------------------------------------
 # Sampling
 # ----------------------------------------------------------------------------------------------------------------------
-def sample_meningioma_spec(seed: int, spacing_scale: float = 1.0, max_voxels: float = 20e6) -> MeningiomaPhantomSpec:
+def sample_meningioma_spec(
+    seed: int,
+    spacing_scale: float = 1.0,
+    max_voxels: float = 20e6,
+    small_lesion_fraction: float = SMALL_LESION_FRACTION,
+) -> MeningiomaPhantomSpec:
     """Draws the description of one case from ``numpy.random.default_rng(seed)``.
 
     The acquisition is drawn last, so the anatomy, lesions, intensities, bias and noise of a seed do not depend on
@@ -366,15 +371,23 @@ def sample_meningioma_spec(seed: int, spacing_scale: float = 1.0, max_voxels: fl
         spacing_scale: Factor on the voxel spacing (in-plane 0.45-1.05 mm, slices 0.6-2 mm); > 1 gives small volumes.
         max_voxels: Upper bound on the voxel count, enforced by rejection-sampling the spacing (see
             :func:`common.phantoms.geometry.sample_acquisition`).
+        small_lesion_fraction: Probability that a lesion is drawn below ``SMALL_LESION_ML``
+            (``SMALL_LESION_FRACTION`` by default; a training set rich in satellites uses more). Changing it changes
+            the lesions of a seed, not its anatomy.
 
     Returns:
         The spec.
+
+    Raises:
+        ValueError: ``small_lesion_fraction`` is outside [0, 1].
     """
+    if not 0.0 <= small_lesion_fraction <= 1.0:
+        raise ValueError(f"small_lesion_fraction must be in [0, 1], got {small_lesion_fraction}.")
     rng = np.random.default_rng(seed)
     head = _sample_head(rng)
     tissues = _sample_tissues(rng)
     vessels = _sample_vessels(rng, head, tissues.white)
-    lesions = _sample_lesions(rng, head, tissues.white)
+    lesions = _sample_lesions(rng, head, tissues.white, small_lesion_fraction)
     bias_strength = float(rng.uniform(0.10, 0.25))
     bias_seed = int(rng.integers(2**63))
     noise_std = float(rng.uniform(0.01, 0.04)) * tissues.white
@@ -533,19 +546,20 @@ def _deep_walk(rng: np.random.Generator, head: Head, side: float) -> np.ndarray:
     return np.array(points)
 
 
-def _sample_lesion_volume(rng: np.random.Generator) -> float:
-    """Draws a target lesion volume (ml): log-uniform below or above ``SMALL_LESION_ML``."""
+def _sample_lesion_volume(rng: np.random.Generator, small_fraction: float) -> float:
+    """Draws a target lesion volume (ml): log-uniform below (probability ``small_fraction``) or above
+    ``SMALL_LESION_ML``."""
     low, high = _TARGET_VOLUME_RANGE_ML
-    bounds = (low, SMALL_LESION_ML) if rng.random() < SMALL_LESION_FRACTION else (SMALL_LESION_ML, high)
+    bounds = (low, SMALL_LESION_ML) if rng.random() < small_fraction else (SMALL_LESION_ML, high)
     return float(math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1]))))
 
 
-def _sample_lesions(rng: np.random.Generator, head: Head, white: float) -> list[Lesion]:
+def _sample_lesions(rng: np.random.Generator, head: Head, white: float, small_fraction: float) -> list[Lesion]:
     """Draws 0-3 non-overlapping extra-axial lesions attached to the inner table."""
     placed: list[tuple[np.ndarray, float]] = []
     lesions = []
     for _ in range(rng.choice(len(LESION_COUNT_PROBABILITIES), p=LESION_COUNT_PROBABILITIES)):
-        volume_ml = _sample_lesion_volume(rng)
+        volume_ml = _sample_lesion_volume(rng, small_fraction)
         aspect = np.exp(rng.uniform(-0.3, 0.3, size=3))
         aspect /= np.cbrt(aspect.prod())
         rotation = random_rotation(rng, 180.0)
@@ -665,9 +679,18 @@ def render_meningioma(spec: MeningiomaPhantomSpec) -> Phantom:
     return Phantom(image=image, label=label, affine=acquisition.affine.copy(), spec=spec)
 
 
-def generate_meningioma_phantom(seed: int, spacing_scale: float = 1.0, max_voxels: float = 20e6) -> Phantom:
+def generate_meningioma_phantom(
+    seed: int,
+    spacing_scale: float = 1.0,
+    max_voxels: float = 20e6,
+    small_lesion_fraction: float = SMALL_LESION_FRACTION,
+) -> Phantom:
     """Samples (:func:`sample_meningioma_spec`) and renders (:func:`render_meningioma`) the case of a seed."""
-    return render_meningioma(sample_meningioma_spec(seed, spacing_scale=spacing_scale, max_voxels=max_voxels))
+    return render_meningioma(
+        sample_meningioma_spec(
+            seed, spacing_scale=spacing_scale, max_voxels=max_voxels, small_lesion_fraction=small_lesion_fraction
+        )
+    )
 
 
 def grow_lesion(spec: MeningiomaPhantomSpec, volume_factor: float, index: int = 0) -> MeningiomaPhantomSpec:
@@ -902,10 +925,19 @@ def _summarise(phantom: Phantom) -> dict[str, Any]:
     }
 
 
-def _meningioma_dataset(spacing_scale: float, max_voxels: float) -> PhantomDataset:
-    """The meningioma phantom family as a :class:`PhantomDataset`."""
+def _meningioma_dataset(spacing_scale: float, max_voxels: float, small_lesion_fraction: float) -> PhantomDataset:
+    """The meningioma phantom family as a :class:`PhantomDataset`.
+
+    ``small_lesion_fraction`` is recorded in the parameters only when it is not the default, so that datasets made
+    before it existed keep their identity (and are not regenerated).
+    """
     if spacing_scale <= 0 or max_voxels <= 0:
         raise ValueError(f"spacing_scale and max_voxels must be positive, got {spacing_scale} and {max_voxels}.")
+    if not 0.0 <= small_lesion_fraction <= 1.0:
+        raise ValueError(f"small_lesion_fraction must be in [0, 1], got {small_lesion_fraction}.")
+    fraction = (
+        {} if small_lesion_fraction == SMALL_LESION_FRACTION else {"small_lesion_fraction": small_lesion_fraction}
+    )
     return PhantomDataset(
         name="MeningiomaPhantoms",
         description=(
@@ -915,13 +947,19 @@ def _meningioma_dataset(spacing_scale: float, max_voxels: float) -> PhantomDatas
         modality={"0": "T1c"},
         labels={"0": "background", "1": "meningioma"},
         case_prefix="mng",
-        generate=functools.partial(generate_meningioma_phantom, spacing_scale=spacing_scale, max_voxels=max_voxels),
+        generate=functools.partial(
+            generate_meningioma_phantom,
+            spacing_scale=spacing_scale,
+            max_voxels=max_voxels,
+            small_lesion_fraction=small_lesion_fraction,
+        ),
         summarise=_summarise,
         parameters={
             "generator": "meningioma",
             "generator_version": GENERATOR_VERSION,
             "spacing_scale": float(spacing_scale),
             "max_voxels": float(max_voxels),
+            **fraction,
         },
     )
 
@@ -933,6 +971,7 @@ def write_meningioma_dataset(
     seed: int = 0,
     spacing_scale: float = 1.0,
     max_voxels: float = 20e6,
+    small_lesion_fraction: float = SMALL_LESION_FRACTION,
 ) -> Path:
     """Writes a Decathlon-style meningioma phantom dataset (see :func:`common.phantoms.geometry.write_phantom_dataset`).
 
@@ -943,11 +982,14 @@ def write_meningioma_dataset(
         seed: Base seed; case ``i`` of a section uses a seed derived from ``(seed, section, i)``.
         spacing_scale: Factor on the voxel spacing (> 1 for small test volumes).
         max_voxels: Upper bound on the voxels of a case.
+        small_lesion_fraction: Probability that a lesion is below ``SMALL_LESION_ML`` (see
+            :func:`sample_meningioma_spec`).
 
     Returns:
         Path of ``dataset.json``.
     """
-    return write_phantom_dataset(root, _meningioma_dataset(spacing_scale, max_voxels), num_training, num_test, seed)
+    dataset = _meningioma_dataset(spacing_scale, max_voxels, small_lesion_fraction)
+    return write_phantom_dataset(root, dataset, num_training, num_test, seed)
 
 
 def ensure_meningioma_dataset(
@@ -957,12 +999,15 @@ def ensure_meningioma_dataset(
     seed: int = 0,
     spacing_scale: float = 1.0,
     max_voxels: float = 20e6,
+    small_lesion_fraction: float = SMALL_LESION_FRACTION,
 ) -> str:
     """Generates the meningioma phantom dataset in ``root`` unless it is already there with the same parameters.
 
     Meant for MONAI bundle configs, e.g. ``"$common.phantoms.ensure_meningioma_dataset(@dataset_dir, 40, 8)"``.
+    Arguments as :func:`write_meningioma_dataset`.
 
     Returns:
         ``str(root)``.
     """
-    return ensure_phantom_dataset(root, _meningioma_dataset(spacing_scale, max_voxels), num_training, num_test, seed)
+    dataset = _meningioma_dataset(spacing_scale, max_voxels, small_lesion_fraction)
+    return ensure_phantom_dataset(root, dataset, num_training, num_test, seed)

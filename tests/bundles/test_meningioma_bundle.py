@@ -159,6 +159,14 @@ def test_switches_given_as_command_line_text_mean_what_they_say(spelling, mening
     assert "--resume must be true or false, got 'maybe'" in str(error.value.__cause__)
 
 
+def test_deep_supervision_target_downsampling_is_a_switch():
+    """``--ds_target_downsampling`` reaches the loss: MONAI's nearest-voxel labels by default, max-pooled on demand."""
+    for value in (None, "max"):
+        overrides = {} if value is None else {"ds_target_downsampling": value}
+        loss = workflow(BUNDLE, ["train"], "train", bundle_root="/b", **overrides).parser.get_parsed_content("loss")
+        assert loss.target_downsampling == (value or "nearest") and loss.weight_mode == "same"
+
+
 #: The shipped weights' CPU recipe (model card, "Shipped weights"): each stage overlays the ones before it.
 CPU_RECIPE = ("cpu_train", "cpu_finetune", "cpu_refine", "cpu_polish")
 

@@ -24,7 +24,12 @@ from common.phantoms import (
     write_meningioma_dataset,
 )
 from common.phantoms.geometry import derive_seed, ellipsoid_distance, segment_distance, shell_distance
-from common.phantoms.meningioma import LESION_VOLUME_RANGE_ML, SMALL_LESION_ML, intracranial_depth
+from common.phantoms.meningioma import (
+    LESION_VOLUME_RANGE_ML,
+    SMALL_LESION_FRACTION,
+    SMALL_LESION_ML,
+    intracranial_depth,
+)
 
 SMALL = 5.0  # spacing_scale giving volumes of about 40^3 voxels
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -95,6 +100,37 @@ def test_sampled_lesion_counts_and_volumes() -> None:
     volumes = np.array([estimate_lesion_volume_ml(spec.head, lesion) for spec in specs for lesion in spec.lesions])
     assert LESION_VOLUME_RANGE_ML[0] <= volumes.min() and volumes.max() <= LESION_VOLUME_RANGE_ML[1]
     assert 0.17 <= np.mean(volumes < SMALL_LESION_ML) <= 0.33
+
+
+def test_small_lesion_fraction_sets_the_share_of_satellites_and_keeps_the_anatomy() -> None:
+    seeds = range(60)
+    for fraction, share in ((1.0, 1.0), (0.0, 0.0)):
+        specs = [sample_meningioma_spec(seed, spacing_scale=SMALL, small_lesion_fraction=fraction) for seed in seeds]
+        volumes = np.array([estimate_lesion_volume_ml(s.head, lesion) for s in specs for lesion in s.lesions])
+        assert volumes.size > 40 and np.mean(volumes < SMALL_LESION_ML) == share
+    default, rich = sample_meningioma_spec(4), sample_meningioma_spec(4, small_lesion_fraction=0.9)
+    explicit = sample_meningioma_spec(4, small_lesion_fraction=SMALL_LESION_FRACTION)
+    assert lesion_volumes_ml(explicit) == lesion_volumes_ml(default)
+    assert lesion_volumes_ml(rich) != lesion_volumes_ml(default)
+    assert repr(rich.head) == repr(default.head)  # the lesions change, not the anatomy
+    with pytest.raises(ValueError, match="small_lesion_fraction"):
+        sample_meningioma_spec(4, small_lesion_fraction=1.5)
+
+
+def test_a_non_default_small_lesion_fraction_is_recorded_with_the_dataset(tmp_path: Path) -> None:
+    default, rich = tmp_path / "default", tmp_path / "rich"
+    write_meningioma_dataset(default, num_training=1, seed=5, spacing_scale=SMALL)
+    write_meningioma_dataset(rich, num_training=1, seed=5, spacing_scale=SMALL, small_lesion_fraction=1.0)
+    parameters = [json.loads((r / "phantoms.json").read_text(encoding="utf-8"))["parameters"] for r in (default, rich)]
+    assert "small_lesion_fraction" not in parameters[0] and parameters[1]["small_lesion_fraction"] == 1.0
+    # the same call finds the dataset up to date; another fraction regenerates it
+    mtime = (rich / "phantoms.json").stat().st_mtime_ns
+    ensure_meningioma_dataset(rich, 1, seed=5, spacing_scale=SMALL, small_lesion_fraction=1.0)
+    assert (rich / "phantoms.json").stat().st_mtime_ns == mtime
+    ensure_meningioma_dataset(rich, 1, seed=5, spacing_scale=SMALL, small_lesion_fraction=0.5)
+    assert (
+        json.loads((rich / "phantoms.json").read_text(encoding="utf-8"))["parameters"]["small_lesion_fraction"] == 0.5
+    )
 
 
 def test_full_resolution_lesion_volumes_in_range() -> None:
@@ -202,7 +238,7 @@ def test_cli(tmp_path: Path) -> None:
     out = tmp_path / "cli"
     command = [sys.executable, "-m", "common.phantoms", "meningioma", "--out", str(out), "--num-training", "1"]
     result = subprocess.run(
-        [*command, "--num-test", "1", "--seed", "3", "--spacing-scale", str(SMALL)],
+        [*command, "--num-test", "1", "--seed", "3", "--spacing-scale", str(SMALL), "--small-lesion-fraction", "1"],
         cwd=REPO_ROOT,
         capture_output=True,
         encoding="utf-8",
@@ -212,6 +248,7 @@ def test_cli(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(out)
     assert (out / "imagesTs" / "mng_ts_0000.nii.gz").is_file() and (out / "dataset.json").is_file()
+    assert json.loads((out / "phantoms.json").read_text(encoding="utf-8"))["parameters"]["small_lesion_fraction"] == 1
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "data.csv").write_text("x", encoding="utf-8")
