@@ -20,11 +20,11 @@ class DeepSupervisionLoss(MonaiDeepSupervisionLoss):
 
     The paper "recursively down-samples" the ground truth to each decoder level without saying how. MONAI samples the
     nearest voxel (``target_downsampling="nearest"``, identical to MONAI's class), so a lesion narrower than a coarse
-    cell vanishes from that level's target: at 1/8 and 1/16 resolution a 0.5 ml satellite is background, and the
-    coarse heads, weighted as much as the full-resolution one, learn to ignore it. ``"max"`` max-pools the class
-    indices instead (adaptive pooling, any grid): a coarse cell is foreground as soon as it holds one lesion voxel,
-    so every lesion, however small, is a target at every level. With more than two classes a cell takes the highest
-    class index it holds.
+    cell often vanishes from that level's target (at 1/8 and 1/16 resolution a 0.5 ml satellite is background unless
+    it holds a sampled voxel), and the coarse heads, weighted as much as the full-resolution one, learn to ignore it.
+    ``"max"`` max-pools the class indices instead (adaptive pooling, any grid): a coarse cell is foreground as soon as
+    it holds one lesion voxel, so every lesion, however small, is a target at every level. With more than two classes
+    a cell takes the highest class index it holds.
 
     Args:
         loss: the per-level loss, e.g. MONAI's ``DiceLoss(to_onehot_y=True, softmax=True)``; it receives the
