@@ -6,7 +6,8 @@
   reaches (MONAI Label runs a bundle's network, inferer and transforms, but not its handlers).
 - :func:`save_atomically` writes a checkpoint to a temporary file and renames it over the old one, so a kill at any
   moment leaves either the old or the new file, never a partial one.
-- :class:`BestModelSaver` keeps ``models/model.pt`` (a plain state dict) at the weights of the best validation.
+- :class:`BestModelSaver` keeps ``models/model.pt`` (a plain state dict) at the weights of the best validation, or
+  of the last one (``selection="last"``).
 - :class:`TrainingCheckpoint` saves at the end of every epoch what a killed run needs to continue (model, optimizer,
   scheduler, trainer epoch and iteration, early-stopping counter, best metric) and restores it with ``--resume``.
 """
@@ -143,16 +144,22 @@ class BestModelSaver:
     "Best" is MONAI's own bookkeeping: the evaluator updates ``state.best_metric`` / ``best_metric_epoch`` with its
     ``metric_cmp_fn`` before handlers run, so this handler saves when ``best_metric_epoch`` is the current epoch. Its
     ``state_dict`` carries that best metric into :class:`TrainingCheckpoint`, so a resumed run does not overwrite
-    better weights with worse ones. Only rank 0 writes.
+    better weights with worse ones. With ``selection="last"`` it saves after every validation instead, so ``path``
+    holds the weights of the last validated epoch (for a fine-tuning stage whose epochs were chosen on held-out data
+    rather than on the validation loss); the best metric is still tracked and logged. Only rank 0 writes.
 
     Args:
-        path: the best checkpoint, e.g. ``models/model.pt``.
+        path: the checkpoint, e.g. ``models/model.pt``.
         network: the trained network (a DDP wrapper is unwrapped).
+        selection: ``"best"`` (the best validation) or ``"last"`` (the last validation).
     """
 
-    def __init__(self, path: str, network: torch.nn.Module) -> None:
+    def __init__(self, path: str, network: torch.nn.Module, selection: str = "best") -> None:
+        if selection not in ("best", "last"):
+            raise ValueError(f"selection must be 'best' or 'last', got {selection!r}.")
         self.path = path
         self.network = network
+        self.selection = selection
         self.best_metric: float | None = None
         self.best_metric_epoch = -1
         self._evaluator: Engine | None = None
@@ -162,12 +169,19 @@ class BestModelSaver:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        if engine.state.best_metric_epoch != engine.state.epoch:
+        is_best = engine.state.best_metric_epoch == engine.state.epoch
+        if is_best:
+            self.best_metric, self.best_metric_epoch = float(engine.state.best_metric), int(engine.state.epoch)
+        if idist.get_rank() != 0 or not (is_best or self.selection == "last"):
             return
-        self.best_metric, self.best_metric_epoch = float(engine.state.best_metric), int(engine.state.epoch)
-        if idist.get_rank() == 0:
-            save_atomically(_unwrap(self.network).state_dict(), self.path)
+        save_atomically(_unwrap(self.network).state_dict(), self.path)
+        if self.selection == "best":
             logger.info(f"Saved the best model (epoch {self.best_metric_epoch}, {self.best_metric:.4f}) to {self.path}")
+        else:
+            logger.info(
+                f"Saved the last validated model (epoch {engine.state.epoch}; best so far epoch "
+                f"{self.best_metric_epoch}, {self.best_metric:.4f}) to {self.path}"
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_metric": self.best_metric, "best_metric_epoch": self.best_metric_epoch}

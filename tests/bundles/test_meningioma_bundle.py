@@ -255,6 +255,38 @@ def test_satellite_stage_fine_tunes_on_lesion_centred_patches_with_frozen_batch_
     assert any(not torch.equal(tuned[key], start[key]) for key in start if key.endswith("conv.weight"))
 
 
+def test_small_patch_and_whole_volume_stages_hand_their_weights_on(trained, meningioma_phantoms, tmp_path):
+    """Stage 6 (cpu_small_patches.json) fine-tunes the fifth stage's weights on 32^3 patches into
+    small_patch_stage.pt; stage 7 (cpu_whole_volume.json) trains those on whole volumes of the same phantoms and
+    keeps its last validated epoch in model.pt, even where an earlier one had a lower validation loss."""
+    small = workflow(BUNDLE, ["train", "cpu_train", "cpu_satellites", "cpu_small_patches"], "train", bundle_root="/b")
+    assert small.parser.get_parsed_content("init_checkpoint") == "/b/models/model.pt"
+    assert small.parser.get_parsed_content("validate#best_model#path") == "/b/models/small_patch_stage.pt"
+    assert small.parser.get_parsed_content("patch_size") == [32, 32, 32]
+    assert small.parser.get_parsed_content("freeze_batch_norm") is True
+    whole = workflow(BUNDLE, ["train", "cpu_train", "cpu_finetune", "cpu_whole_volume"], "train", bundle_root="/b")
+    assert whole.parser.get_parsed_content("init_checkpoint") == "/b/models/small_patch_stage.pt"
+    assert whole.parser.get_parsed_content("validate#best_model#path") == "/b/models/model.pt"
+    assert whole.parser.get_parsed_content("validate#best_model").selection == "last"
+    assert whole.parser.get("dataset_dir") == small.parser.get("dataset_dir")  # the fifth stage's 120 phantoms
+    assert whole.parser.get_parsed_content("freeze_batch_norm") is False
+
+    models = tmp_path / "models"
+    models.mkdir()
+    start = torch.load(trained / "models" / "model.pt", weights_only=True)
+    torch.save(start, models / "small_patch_stage.pt")
+    proc = _run(
+        ("train", "cpu_train", "cpu_finetune", "cpu_whole_volume"),
+        dataset_dir=str(meningioma_phantoms),
+        output_dir=str(tmp_path / "eval"),
+        ckpt_dir=str(models),
+        epochs=2,
+    )
+    assert "Saved the last validated model (epoch 2;" in proc.stdout + proc.stderr
+    tuned = torch.load(models / "model.pt", weights_only=True)
+    assert any(not torch.equal(tuned[key], start[key]) for key in start if key.endswith("conv.weight"))
+
+
 def test_evaluate_writes_per_case_metrics(trained, meningioma_phantoms):
     _run(
         ("train", "evaluate"),

@@ -166,6 +166,22 @@ def test_best_model_is_kept_across_a_resume(tmp_path):
     assert torch.equal(torch.load(path, weights_only=True)["weight"], torch.zeros(1, 1, 1, 1, 1))
 
 
+def test_last_selection_keeps_the_last_validated_weights(tmp_path):
+    """``selection="last"`` saves after every validation, worse or not, and still tracks the best metric."""
+    path = tmp_path / "model.pt"
+    network = torch.nn.Conv3d(1, 1, 1)
+    saver = BestModelSaver(str(path), network, selection="last")
+    evaluator = _evaluator(network, saver)
+    _set_weight(network, 0.0)
+    evaluator.run(global_epoch=1)
+    _set_weight(network, 1.0)  # worse, still saved
+    evaluator.run(global_epoch=2)
+    assert torch.equal(torch.load(path, weights_only=True)["weight"], torch.ones(1, 1, 1, 1, 1))
+    assert saver.state_dict()["best_metric_epoch"] == 1
+    with pytest.raises(ValueError, match="selection must be 'best' or 'last'"):
+        BestModelSaver(str(path), network, selection="final")
+
+
 def test_resume_without_a_checkpoint_says_so(tmp_path):
     with pytest.raises(SystemExit, match=r"no checkpoint at .*last\.pt"):
         TrainingCheckpoint(str(tmp_path / "last.pt"), {}, resume=True)
