@@ -258,7 +258,8 @@ def test_satellite_stage_fine_tunes_on_lesion_centred_patches_with_frozen_batch_
 def test_small_patch_and_whole_volume_stages_hand_their_weights_on(trained, meningioma_phantoms, tmp_path):
     """Stage 6 (cpu_small_patches.json) fine-tunes the fifth stage's weights on 32^3 patches into
     small_patch_stage.pt; stage 7 (cpu_whole_volume.json) trains those on whole volumes of the same phantoms and
-    keeps its last validated epoch in model.pt, even where an earlier one had a lower validation loss."""
+    keeps its last validated epoch in model.pt (``model_selection`` last; ``test_checkpoints`` shows that this keeps
+    an epoch worse than an earlier one)."""
     small = workflow(BUNDLE, ["train", "cpu_train", "cpu_satellites", "cpu_small_patches"], "train", bundle_root="/b")
     assert small.parser.get_parsed_content("init_checkpoint") == "/b/models/model.pt"
     assert small.parser.get_parsed_content("validate#best_model#path") == "/b/models/small_patch_stage.pt"
