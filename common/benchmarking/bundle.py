@@ -40,7 +40,7 @@ from common.benchmarking.synthetic import (
 from common.benchmarking.timing import cudnn_flags, torch_threads
 from common.benchmarking.training import time_training_end_to_end, time_training_steps, training_components
 from common.flags import as_flag
-from common.inference.precision import PrecisionInferer
+from common.inference.precision import PrecisionInferer, has_native_bf16
 
 __all__ = ["BundleBenchmark", "run_benchmark"]
 
@@ -267,6 +267,10 @@ def _latency_batch(values: Any, ids: str | Sequence[str] | None) -> int:
     return 1
 
 
+_EMULATED_BF16 = (
+    "skipped: this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 is emulated, hundreds of times slower "
+    "than fp32 (precision auto runs fp32 here)"
+)
 _NO_CUDA = "CUDA is not available on this machine: GPU rows skipped (run the same command on a GPU machine)"
 
 
@@ -403,7 +407,8 @@ def _cpu_backend_rows(ctx: _Context, build: Callable[[], torch.nn.Module]) -> li
     """Latency of the shipped model with the checkpoint's weights in every CPU backend, with the speed-up vs eager.
 
     Every row is ``("cpu_backend", model, "ours", "cpu")`` with its ``backend`` (see
-    :mod:`common.benchmarking.backends`); ``speedup_vs_eager_fp32`` is the eager fp32 latency over the row's.
+    :mod:`common.benchmarking.backends`); ``speedup_vs_eager_fp32`` is the eager fp32 latency over the row's. On a CPU
+    without bf16 instructions the bf16 row is skipped, not timed: emulated bf16 takes minutes per volume there.
     """
     network = build()
     network.load_state_dict(torch.load(str(ctx.ckpt), map_location="cpu", weights_only=True))
@@ -416,6 +421,9 @@ def _cpu_backend_rows(ctx: _Context, build: Callable[[], torch.nn.Module]) -> li
         reference = None
     rows: list[dict[str, Any]] = []
     for backend in BACKENDS:
+        if backend == "eager_bf16" and not has_native_bf16("cpu"):
+            rows.append({**_skipped("cpu_backend", ctx.spec.model, "ours", "cpu", _EMULATED_BF16), "backend": backend})
+            continue
         _guarded(
             rows,
             "cpu_backend",

@@ -57,10 +57,32 @@ def meningioma_case(tmp_path_factory) -> Path:
     return root
 
 
-def test_meningioma_weights_segment_an_unseen_phantom(meningioma_case, tmp_path):
-    (report,) = _infer("meningioma_agunet", meningioma_case, tmp_path / "out")
+@pytest.fixture(scope="module")
+def meningioma_default(meningioma_case, tmp_path_factory) -> tuple[dict, Path]:
+    """The default inference of the unseen phantom: its report and its output folder."""
+    out = tmp_path_factory.mktemp("mng_default")
+    (report,) = _infer("meningioma_agunet", meningioma_case, out)
+    return report, out
+
+
+def test_meningioma_weights_segment_an_unseen_phantom(meningioma_default):
+    report, _ = meningioma_default
     assert report["dice_vs_reference"] >= 0.7, report
     assert report["num_lesions"] >= 1 and report["tumour_volume_ml"] > 0
+
+
+def _mask(out: Path) -> np.ndarray:
+    (path,) = out.glob("*_seg.nii.gz")
+    return np.asarray(nib.load(path).dataobj) > 0
+
+
+def test_meningioma_fast_path_mask_agrees_with_plain_fp32(meningioma_case, meningioma_default, tmp_path):
+    """The default forward pass as ``precision auto`` resolves it on this CPU (bf16 autocast and channels_last_3d with
+    bf16 instructions, fp32 and channels_last_3d without) against fp32 in the default layout, shipped weights."""
+    _infer("meningioma_agunet", meningioma_case, tmp_path / "fp32", precision="fp32", channels_last=False)
+    fast, plain = _mask(meningioma_default[1]), _mask(tmp_path / "fp32")
+    assert plain.sum() > 1000
+    assert 2 * (fast & plain).sum() / (fast.sum() + plain.sum()) >= 0.99
 
 
 def test_meningioma_random_weights_fail_the_same_check(meningioma_case, tmp_path):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from monai.inferers import SimpleInferer
 
+from common.inference import precision
 from common.inference.precision import PrecisionInferer, autocast_dtype, has_native_bf16, precision_label, to_fp32
 from meningioma_agunet.network import AGUNet
 
@@ -20,6 +23,22 @@ def test_fp32_never_autocasts_and_bf16_always_does():
     assert autocast_dtype("bf16", "cpu") is torch.bfloat16
     expected = torch.bfloat16 if has_native_bf16("cpu") else None
     assert autocast_dtype("auto", "cpu") is expected
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_forced_bf16_warns_only_where_the_cpu_would_emulate_it(native, monkeypatch, caplog):
+    monkeypatch.setattr(precision, "_cpu_has_native_bf16", lambda: native)
+    x = torch.rand(1, 1, 16, 16, 16)
+    with caplog.at_level(logging.INFO, logger=precision.__name__), torch.no_grad():
+        for value in ("bf16", "auto", "fp32"):
+            PrecisionInferer(precision=value)(x, _tiny_agunet())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if native:
+        assert warnings == []
+    else:  # only the forced bf16, not auto (fp32 here) or fp32
+        assert len(warnings) == 1
+        assert warnings[0].startswith("precision=bf16 on cpu: no native bf16 there, so bf16 is emulated")
+    assert f"in {'bf16 autocast' if native else 'fp32'}, channels_last_3d (precision=auto)" in caplog.text
 
 
 def test_unknown_precision_names_the_key():
