@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -286,6 +288,45 @@ def test_small_patch_and_whole_volume_stages_hand_their_weights_on(trained, meni
     assert "Saved the last validated model (epoch 2;" in proc.stdout + proc.stderr
     tuned = torch.load(models / "model.pt", weights_only=True)
     assert any(not torch.equal(tuned[key], start[key]) for key in start if key.endswith("conv.weight"))
+
+
+def test_second_cycle_keeps_the_seventh_stage_for_the_weight_average(trained, meningioma_phantoms, tmp_path):
+    """Stages 8 and 9 (cpu_small_patches_2.json, cpu_whole_volume_2.json) repeat stages 6 and 7 under their own
+    checkpoint names, so models/model.pt keeps the seventh stage's weights; the shipped weights are their mean with
+    stage 9's (``python -m common.training.weight_averaging``, as the model card's recipe runs it)."""
+    names = ["train", "cpu_train", "cpu_satellites", "cpu_small_patches", "cpu_small_patches_2"]
+    small = workflow(BUNDLE, names, "train", bundle_root="/b").parser
+    assert small.get_parsed_content("init_checkpoint") == "/b/models/model.pt"
+    assert small.get_parsed_content("validate#best_model#path") == "/b/models/small_patch_stage_2.pt"
+    assert small.get_parsed_content("last_checkpoint") == "/b/models/small_patches_2_last.pt"
+    assert small.get_parsed_content("patch_size") == [32, 32, 32] and small.get_parsed_content("epochs") == 20
+
+    models = tmp_path / "models"
+    models.mkdir()
+    seventh = torch.load(trained / "models" / "model.pt", weights_only=True)
+    torch.save(seventh, models / "model.pt")
+    torch.save(seventh, models / "small_patch_stage_2.pt")
+    proc = _run(
+        ("train", "cpu_train", "cpu_finetune", "cpu_whole_volume", "cpu_whole_volume_2"),
+        dataset_dir=str(meningioma_phantoms),
+        output_dir=str(tmp_path / "eval"),
+        ckpt_dir=str(models),
+        epochs=1,
+    )
+    assert "Saved the last validated model (epoch 1;" in proc.stdout + proc.stderr
+    assert (models / "whole_volume_2_last.pt").is_file()
+    ninth = torch.load(models / "whole_volume_stage_2.pt", weights_only=True)
+    kept = torch.load(models / "model.pt", weights_only=True)
+    assert all(torch.equal(kept[key], seventh[key]) for key in seventh)
+    changed = [key for key in seventh if key.endswith("conv.weight") and not torch.equal(ninth[key], seventh[key])]
+    assert changed
+
+    average = [sys.executable, "-m", "common.training.weight_averaging", "--overwrite", "--output"]
+    average += [str(models / "model.pt"), str(models / "model.pt"), str(models / "whole_volume_stage_2.pt")]
+    subprocess.run(average, check=True, capture_output=True, text=True)
+    shipped = torch.load(models / "model.pt", weights_only=True)
+    for key in changed:
+        assert torch.allclose(shipped[key], (seventh[key] + ninth[key]) / 2, atol=1e-7), key
 
 
 def test_evaluate_writes_per_case_metrics(trained, meningioma_phantoms):
