@@ -15,7 +15,6 @@ an existing file is replaced only with ``--overwrite``.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -24,8 +23,6 @@ import torch
 from common.training.checkpoints import save_atomically
 
 __all__ = ["average_state_dicts", "main"]
-
-logger = logging.getLogger(__name__)
 
 
 def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -57,7 +54,7 @@ def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> di
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+def main(argv: Sequence[str] | None = None) -> None:
     """Command line entry point: average the input checkpoints into ``--output``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", help="state dicts (.pt) of one network, at least two")
@@ -81,9 +78,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
     except ValueError as err:
         parser.error(f"{err} Inputs: {', '.join(args.inputs)}.")
     save_atomically(averaged, args.output)
-    logger.info("wrote the mean of %d checkpoints to %s", len(state_dicts), args.output)
     print(f"wrote the mean of {len(state_dicts)} checkpoints to {args.output}")
-    return averaged
 
 
 if __name__ == "__main__":
