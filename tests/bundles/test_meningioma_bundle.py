@@ -290,10 +290,11 @@ def test_small_patch_and_whole_volume_stages_hand_their_weights_on(trained, meni
     assert any(not torch.equal(tuned[key], start[key]) for key in start if key.endswith("conv.weight"))
 
 
-def test_second_cycle_keeps_the_seventh_stage_for_the_weight_average(trained, meningioma_phantoms, tmp_path):
+def test_second_cycle_weight_average_and_batch_norm_statistics(trained, meningioma_phantoms, tmp_path):
     """Stages 8 and 9 (cpu_small_patches_2.json, cpu_whole_volume_2.json) repeat stages 6 and 7 under their own
     checkpoint names, so models/model.pt keeps the seventh stage's weights; the shipped weights are their mean with
-    stage 9's (``python -m common.training.weight_averaging``, as the model card's recipe runs it)."""
+    stage 9's (``python -m common.training.weight_averaging``, as the model card's recipe runs it). cpu_batch_norm.json
+    then recomputes the mean's batch-normalisation statistics into models/model_batch_norm.pt, weights untouched."""
     names = ["train", "cpu_train", "cpu_satellites", "cpu_small_patches", "cpu_small_patches_2"]
     small = workflow(BUNDLE, names, "train", bundle_root="/b").parser
     assert small.get_parsed_content("init_checkpoint") == "/b/models/model.pt"
@@ -324,9 +325,30 @@ def test_second_cycle_keeps_the_seventh_stage_for_the_weight_average(trained, me
     average = [sys.executable, "-m", "common.training.weight_averaging", "--overwrite", "--output"]
     average += [str(models / "model.pt"), str(models / "model.pt"), str(models / "whole_volume_stage_2.pt")]
     subprocess.run(average, check=True, capture_output=True, text=True)
-    shipped = torch.load(models / "model.pt", weights_only=True)
+    mean = torch.load(models / "model.pt", weights_only=True)
     for key in changed:
-        assert torch.allclose(shipped[key], (seventh[key] + ninth[key]) / 2, atol=1e-7), key
+        assert torch.allclose(mean[key], (seventh[key] + ninth[key]) / 2, atol=1e-7), key
+
+    proc = _run(
+        ("train", "cpu_train", "cpu_finetune", "cpu_whole_volume", "cpu_batch_norm"),
+        dataset_dir=str(meningioma_phantoms),
+        output_dir=str(tmp_path / "eval"),
+        ckpt_dir=str(models),
+    )
+    assert "Saved the weights with recomputed batch-normalisation statistics" in proc.stdout + proc.stderr
+    recomputed = torch.load(models / "model_batch_norm.pt", weights_only=True)
+    assert all(
+        torch.equal(value, mean[key]) for key, value in torch.load(models / "model.pt", weights_only=True).items()
+    )
+    statistics = [key for key in mean if "running_" in key or key.endswith("num_batches_tracked")]
+    assert statistics and set(recomputed) == set(mean)
+    for key in set(mean) - set(statistics):
+        assert torch.equal(recomputed[key], mean[key]), key  # no weight moved
+    assert all(not torch.allclose(recomputed[key], mean[key]) for key in statistics if "running_mean" in key)
+    names = ["train", "cpu_train", "cpu_finetune", "cpu_whole_volume", "cpu_batch_norm"]
+    parser = workflow(BUNDLE, names, "train", dataset_dir=str(meningioma_phantoms)).parser
+    volumes = len(parser.get_parsed_content("batch_norm#dataset#data"))  # fold 0's training cases, batch 1
+    assert volumes > 0 and {int(v) for k, v in recomputed.items() if k.endswith("num_batches_tracked")} == {volumes}
 
 
 def test_evaluate_writes_per_case_metrics(trained, meningioma_phantoms):
