@@ -329,8 +329,9 @@ def test_second_cycle_weight_average_and_batch_norm_statistics(trained, meningio
     for key in changed:
         assert torch.allclose(mean[key], (seventh[key] + ninth[key]) / 2, atol=1e-7), key
 
+    names = ["train", "cpu_train", "cpu_finetune", "cpu_whole_volume", "cpu_batch_norm"]
     proc = _run(
-        ("train", "cpu_train", "cpu_finetune", "cpu_whole_volume", "cpu_batch_norm"),
+        tuple(names),
         dataset_dir=str(meningioma_phantoms),
         output_dir=str(tmp_path / "eval"),
         ckpt_dir=str(models),
@@ -345,7 +346,6 @@ def test_second_cycle_weight_average_and_batch_norm_statistics(trained, meningio
     for key in set(mean) - set(statistics):
         assert torch.equal(recomputed[key], mean[key]), key  # no weight moved
     assert all(not torch.allclose(recomputed[key], mean[key]) for key in statistics if "running_mean" in key)
-    names = ["train", "cpu_train", "cpu_finetune", "cpu_whole_volume", "cpu_batch_norm"]
     parser = workflow(BUNDLE, names, "train", dataset_dir=str(meningioma_phantoms)).parser
     volumes = len(parser.get_parsed_content("batch_norm#dataset#data"))  # fold 0's training cases, batch 1
     assert volumes > 0 and {int(v) for k, v in recomputed.items() if k.endswith("num_batches_tracked")} == {volumes}
