@@ -6,7 +6,12 @@ from common.transforms.lesion_report import LesionReportd
 from common.transforms.lesion_sampling import LesionSamplingWeightd, lesion_sampling_weights
 from common.transforms.load_input import LoadInputd
 from common.transforms.reference_label import LoadReferenced
-from common.transforms.small_lesions import RemoveSmallLesionsd, remove_small_lesions
+from common.transforms.small_lesions import (
+    RemoveSmallLesionsd,
+    RemoveUnconfidentLesionsd,
+    remove_small_lesions,
+    remove_unconfident_lesions,
+)
 from common.transforms.world_box import CropWorldBoxd, patch_size_voxels
 
 __all__ = [
@@ -20,8 +25,10 @@ __all__ = [
     "LoadInputd",
     "LoadReferenced",
     "RemoveSmallLesionsd",
+    "RemoveUnconfidentLesionsd",
     "error_reason",
     "lesion_sampling_weights",
     "patch_size_voxels",
     "remove_small_lesions",
+    "remove_unconfident_lesions",
 ]

@@ -33,7 +33,8 @@ def torchrun_train(bundle: str, tmp_path: Path, **overrides) -> list[dict[str, t
     # a test-only overlay: each rank saves its final weights
     rank_weights = tmp_path / "rank_weights.json"
     save = f"$torch.save(@network.module.state_dict(), '{tmp_path}/rank' + os.environ['RANK'] + '.pt')"
-    rank_weights.write_text(json.dumps({"finalize": [save, "$dist.destroy_process_group()"]}), encoding="utf-8")
+    finalize = [save, "$dist.barrier()", "$dist.destroy_process_group()"]  # as multi_gpu_train.json: all ranks done
+    rank_weights.write_text(json.dumps({"finalize": finalize}), encoding="utf-8")
     configs = [*json.loads(config_files(bundle, "train", "multi_gpu_train")), str(rank_weights)]
     overrides = {
         **tiny,

@@ -94,6 +94,30 @@ def test_meningioma_random_weights_fail_the_same_check(meningioma_case, tmp_path
     assert report["dice_vs_reference"] < 0.7
 
 
+def test_meningioma_lesion_threshold_keeps_the_lesions_whose_peak_reaches_it(meningioma_case, tmp_path):
+    """Hysteresis with the shipped weights: at threshold 0.01 faint responses add components to the mask, and
+    ``lesion_threshold`` 0.7 keeps exactly those whose peak in the float32 probability map reaches 0.7."""
+    masks, reports = {}, {}
+    for name, lesion_threshold in {"all": 0, "confident": 0.7}.items():
+        out = tmp_path / name
+        (reports[name],) = _infer(
+            "meningioma_agunet",
+            meningioma_case,
+            out,
+            threshold=0.01,
+            lesion_threshold=lesion_threshold,
+            quantize_prob=False,
+        )
+        masks[name] = _mask(out)
+    prob = np.asarray(nib.load(next((tmp_path / "all").glob("*_prob.nii.gz"))).dataobj)
+    labels, count = ndimage.label(masks["all"], structure=CONNECTIVITY_26)
+    confident = ndimage.maximum(prob, labels, index=np.arange(1, count + 1)) >= 0.7
+    assert confident.any() and not confident.all(), "precondition: confident and faint components at 0.01"
+    np.testing.assert_array_equal(masks["confident"], np.isin(labels, 1 + np.flatnonzero(confident)))
+    assert reports["all"]["num_lesions"] == count and reports["confident"]["num_lesions"] == int(confident.sum())
+    assert reports["confident"]["lesion_threshold"] == 0.7
+
+
 @pytest.fixture(scope="module")
 def vestibular_case(tmp_path_factory) -> Path:
     """One unseen vestibular phantom with a tumour (seed 99)."""

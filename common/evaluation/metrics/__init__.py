@@ -1,7 +1,8 @@
 """Evaluation metrics of both papers, computed per case on the original image grid, and their summaries.
 
 - :mod:`~common.evaluation.metrics.segmentation`: Dice, Dice per probability threshold, ASSD / HD95 in mm, RVE in %.
-- :mod:`~common.evaluation.metrics.detection`: 26-connected component pairing, recall / precision / F1, Dice-TP.
+- :mod:`~common.evaluation.metrics.detection`: 26-connected component pairing (also per probability threshold),
+  recall / precision / F1, Dice-TP.
 - :mod:`~common.evaluation.metrics.summary`: equal-population volume bins, the 3 ml split, pooled mean/std across folds.
 - :mod:`~common.evaluation.metrics.volume_error`: absolute RVE as a MONAI metric and Ignite handler, for validation.
 - :mod:`~common.evaluation.metrics.case_metrics`: ``CaseMetricsd`` (postprocessing) and ``CaseMetricsSaver`` (evaluator
@@ -14,10 +15,12 @@ from common.evaluation.metrics.detection import (
     detection_scores,
     dice_tp,
     match_lesions,
+    match_lesions_at_thresholds,
     small_lesion_hits,
 )
 from common.evaluation.metrics.segmentation import (
     DEFAULT_THRESHOLDS,
+    at_threshold,
     dice,
     dice_at_thresholds,
     relative_volume_error,
@@ -37,12 +40,14 @@ __all__ = [
     "CaseMetricsSaver",
     "CaseMetricsd",
     "DetectionCounts",
+    "at_threshold",
     "case_name",
     "detection_scores",
     "dice",
     "dice_at_thresholds",
     "dice_tp",
     "match_lesions",
+    "match_lesions_at_thresholds",
     "mean_std",
     "pooled_mean_std",
     "relative_volume_error",

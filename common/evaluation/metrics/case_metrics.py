@@ -25,7 +25,13 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from common.evaluation.lesions import voxel_volume_ml
-from common.evaluation.metrics.detection import DetectionCounts, detection_scores, match_lesions, small_lesion_hits
+from common.evaluation.metrics.detection import (
+    DetectionCounts,
+    detection_scores,
+    match_lesions,
+    match_lesions_at_thresholds,
+    small_lesion_hits,
+)
 from common.evaluation.metrics.segmentation import (
     DEFAULT_THRESHOLDS,
     dice,
@@ -37,10 +43,12 @@ from common.evaluation.metrics.segmentation import (
 )
 from common.evaluation.metrics.summary import SMALL_TUMOUR_ML, mean_std, split_by_volume, volume_bins
 
-__all__ = ["CaseMetricsSaver", "CaseMetricsd", "case_name", "summarise_case_metrics"]
+__all__ = ["CaseMetricsSaver", "CaseMetricsd", "case_name", "json_safe", "summarise_case_metrics"]
 
 _THRESHOLD_PREFIX = "dice_pt"
 _COUNT_KEYS = ("tp", "fn", "fp", "pred_components", "ref_components")
+#: Detection counts stored per threshold; ``fn`` and ``ref_components`` do not depend on it.
+_THRESHOLD_COUNT_KEYS = ("tp", "fp", "pred_components")
 
 
 def case_name(filename: str) -> str:
@@ -72,10 +80,11 @@ class CaseMetricsd(MapTransform):
     mask and probability map must have the label's spatial shape and, when they are MetaTensors, its affine, otherwise a
     ``ValueError`` asks for the preprocessing to be inverted first.
 
-    The dict holds ``case``, ``filename``, ``dice``, one ``dice_pt<t>`` per threshold (if ``prob_key`` is given),
-    ``assd_mm``, ``hd95_mm``, ``rve_percent``, ``ref_volume_ml``, ``pred_volume_ml``, ``tp``, ``fn``, ``fp``,
-    ``pred_components``, ``ref_components``, ``detected`` (0/1), and ``small_ref`` / ``small_tp``: the reference
-    lesions below ``small_lesion_ml`` and how many of them are detected. The mask and the label are binarised at 0.5.
+    The dict holds ``case``, ``filename``, ``dice``, per threshold (if ``prob_key`` is given) ``dice_pt<t>`` and the
+    detection counts ``tp_pt<t>``, ``fp_pt<t>``, ``pred_components_pt<t>`` of ``prob >= t``, then ``assd_mm``,
+    ``hd95_mm``, ``rve_percent``, ``ref_volume_ml``, ``pred_volume_ml``, ``tp``, ``fn``, ``fp``, ``pred_components``,
+    ``ref_components``, ``detected`` (0/1), and ``small_ref`` / ``small_tp``: the reference lesions below
+    ``small_lesion_ml`` and how many of them are detected. The mask and the label are binarised at 0.5.
 
     Args:
         prob_key: foreground probability map, (1, H, W, D); ``None`` to skip the Dice per threshold.
@@ -149,6 +158,8 @@ class CaseMetricsd(MapTransform):
             prob = _spatial(d[self.prob_key], self.prob_key, self.prob_channel)
             for t, value in dice_at_thresholds(prob, ref, self.thresholds).items():
                 metrics[threshold_key(t)] = value
+            for t, counts_at in match_lesions_at_thresholds(prob, ref, self.thresholds).items():
+                metrics.update({threshold_key(t, key): getattr(counts_at, key) for key in _THRESHOLD_COUNT_KEYS})
         assd, hd95 = surface_distances_mm(pred, ref, affine)
         counts = match_lesions(pred, ref)
         small_tp, small_ref = small_lesion_hits(pred, ref, voxel_volume_ml(affine), self.small_lesion_ml)
@@ -185,8 +196,32 @@ def _column(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     return np.array([math.nan if v is None or v == "" else float(v) for v in values], dtype=np.float64)
 
 
-def _counts(row: Mapping[str, Any]) -> DetectionCounts:
-    return DetectionCounts(**{k: int(row[k]) for k in _COUNT_KEYS})
+def _counts(row: Mapping[str, Any], threshold: float | None = None) -> DetectionCounts:
+    """Detection counts of one row: at the mask's threshold, or at probability threshold ``threshold``."""
+    if threshold is None:
+        return DetectionCounts(**{k: int(row[k]) for k in _COUNT_KEYS})
+    at = {k: int(row[threshold_key(threshold, k)]) for k in _THRESHOLD_COUNT_KEYS}
+    refs = int(row["ref_components"])
+    return DetectionCounts(fn=refs - at["tp"], ref_components=refs, **at)
+
+
+def _detection_at(rows: Sequence[Mapping[str, Any]], threshold: float | None = None) -> dict[str, Any]:
+    """Pooled recall, precision, F1, summed counts and lesion-free cases with a false positive."""
+    counts = [_counts(row, threshold) for row in rows]
+    return {
+        **detection_scores(counts),
+        **{k: int(sum(getattr(c, k) for c in counts)) for k in _COUNT_KEYS},
+        "lesion_free_cases_with_fp": sum(c.ref_components == 0 and c.fp > 0 for c in counts),
+    }
+
+
+def _best(scores: Mapping[float, float], name: str) -> dict[str, float] | None:
+    """``{"threshold", name}`` of the highest non-NaN score (lowest threshold on ties); ``None`` if there is none."""
+    best: dict[str, float] | None = None
+    for t, value in scores.items():
+        if not math.isnan(value) and (best is None or value > best[name]):
+            best = {"threshold": t, name: value}
+    return best
 
 
 def _small_lesion_recall(rows: Sequence[Mapping[str, Any]]) -> float:
@@ -207,9 +242,8 @@ def _group_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "hd95_mm": mean_std(_column(rows, "hd95_mm")),
         "rve_percent": mean_std(_column(rows, "rve_percent")),
         "detection": {
-            **detection_scores(counts),
+            **_detection_at(rows),
             "small_lesion_recall": _small_lesion_recall(rows),
-            **{k: int(sum(getattr(c, k) for c in counts)) for k in _COUNT_KEYS},
             "detected_cases": int(detected.sum()),
         },
     }
@@ -223,9 +257,13 @@ def summarise_case_metrics(
     Per-case measurements are summarised by :func:`common.evaluation.metrics.summary.mean_std` (mean, N-1 std, median,
     valid count, NaN count). Detection is pooled over cases
     (:func:`common.evaluation.metrics.detection.detection_scores`); Dice-TP is the Dice over the cases with at least
-    one TP. ``best_threshold`` is the threshold with the highest mean Dice (lowest threshold on ties). The volume split
-    uses the reference volume: ``below`` is ``0 < V < small_tumour_ml``, ``at_or_above`` is ``V >= small_tumour_ml``;
-    cases with an empty reference are in neither group and counted in ``num_empty_reference``.
+    one TP. ``best_threshold`` is the threshold with the highest mean Dice (lowest threshold on ties);
+    ``detection_at_thresholds`` pools the detection at each threshold (rows with per-threshold counts, see
+    :class:`CaseMetricsd`) and ``best_detection_threshold`` is the one with the highest F1 (lowest on ties). Each
+    detection block also counts ``lesion_free_cases_with_fp``, the cases without a reference lesion where something
+    was predicted. The volume split uses the reference volume: ``below`` is ``0 < V < small_tumour_ml``,
+    ``at_or_above`` is ``V >= small_tumour_ml``; cases with an empty reference are in neither group and counted in
+    ``num_empty_reference``.
     """
     rows = list(rows)
     thresholds = _thresholds_of(rows)
@@ -233,12 +271,14 @@ def summarise_case_metrics(
     summary["ref_volume_ml"] = mean_std(_column(rows, "ref_volume_ml"))
     summary["pred_volume_ml"] = mean_std(_column(rows, "pred_volume_ml"))
     summary["dice_at_thresholds"] = {f"{t:g}": mean_std(_column(rows, key)) for key, t in thresholds}
-    best: dict[str, float] | None = None
-    for _, t in thresholds:
-        value = summary["dice_at_thresholds"][f"{t:g}"]["mean"]
-        if not math.isnan(value) and (best is None or value > best["dice"]):
-            best = {"threshold": t, "dice": value}
-    summary["best_threshold"] = best
+    summary["best_threshold"] = _best(
+        {t: summary["dice_at_thresholds"][f"{t:g}"]["mean"] for _, t in thresholds}, "dice"
+    )
+    counted = [t for _, t in thresholds if rows and all(threshold_key(t, "tp") in row for row in rows)]
+    summary["detection_at_thresholds"] = {f"{t:g}": _detection_at(rows, t) for t in counted}
+    summary["best_detection_threshold"] = _best(
+        {t: summary["detection_at_thresholds"][f"{t:g}"]["f1"] for t in counted}, "f1"
+    )
     volumes = _column(rows, "ref_volume_ml")
     below, above = split_by_volume(volumes, small_tumour_ml)
     summary["by_volume"] = {
@@ -250,12 +290,12 @@ def summarise_case_metrics(
     return summary
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN/inf -> None (strict JSON), numpy scalars -> Python."""
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, (np.integer, np.bool_)):
         return value.item()
     if isinstance(value, (float, np.floating)):
@@ -380,7 +420,7 @@ class CaseMetricsSaver:
             writer.writerows(rows)
 
         def write_json(f: Any) -> None:
-            json.dump(_json_safe(summary), f, indent=2, allow_nan=False)
+            json.dump(json_safe(summary), f, indent=2, allow_nan=False)
 
         _atomic_write(os.path.join(self.output_dir, self.csv_name), write_csv)
         _atomic_write(os.path.join(self.output_dir, self.summary_name), write_json)

@@ -19,11 +19,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.transforms.utils import generate_spatial_bounding_box
 from scipy import ndimage
 
 from common.evaluation.lesions import CONNECTIVITY_26
+from common.evaluation.metrics.segmentation import DEFAULT_THRESHOLDS, at_threshold
 
-__all__ = ["DetectionCounts", "detection_scores", "dice_tp", "match_lesions", "small_lesion_hits"]
+__all__ = [
+    "DetectionCounts",
+    "detection_scores",
+    "dice_tp",
+    "match_lesions",
+    "match_lesions_at_thresholds",
+    "small_lesion_hits",
+]
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,38 @@ def match_lesions(pred: Any, ref: Any) -> DetectionCounts:
     tp = int(np.count_nonzero(np.unique(ref_labels[overlap])))
     pred_tp = int(np.count_nonzero(np.unique(pred_labels[overlap])))
     return DetectionCounts(tp=tp, fn=n_ref - tp, fp=n_pred - pred_tp, pred_components=n_pred, ref_components=n_ref)
+
+
+def match_lesions_at_thresholds(
+    prob: Any, ref: Any, thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+) -> dict[float, DetectionCounts]:
+    """:func:`match_lesions` of the probability map binarised at each threshold (``prob >= t``,
+    :func:`~common.evaluation.metrics.segmentation.at_threshold`), as the paper reports detection at its chosen PT.
+
+    Components are labelled inside the bounding box of the reference and of ``prob >= min(thresholds)``: every mask
+    is empty outside it, so the counts are those of the whole grid at a fraction of the cost.
+
+    Args:
+        prob: (H, W, D) foreground probability map.
+        ref: (H, W, D) binary reference, same shape.
+        thresholds: probability thresholds. Defaults to 0.1, 0.2, ..., 1.0.
+
+    Returns:
+        ``{threshold: counts}`` in the order of ``thresholds``.
+    """
+    p = prob.detach().cpu().numpy() if isinstance(prob, torch.Tensor) else np.asarray(prob)
+    r = (ref.detach().cpu().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref)) != 0
+    if p.shape != r.shape or p.ndim != 3:
+        raise ValueError(f"expected a 3D probability map and reference of one shape, got {p.shape} and {r.shape}.")
+    thresholds = [float(t) for t in thresholds]
+    if not thresholds:
+        return {}
+    start, end = generate_spatial_bounding_box((at_threshold(p, min(thresholds)) | r)[None], select_fn=lambda x: x)
+    box = tuple(slice(s, e) for s, e in zip(start, end))
+    p, r = p[box], r[box]
+    if r.size == 0:  # nothing predicted at any threshold, empty reference
+        return {t: DetectionCounts(0, 0, 0, 0, 0) for t in thresholds}
+    return {t: match_lesions(at_threshold(p, t), r) for t in thresholds}
 
 
 def small_lesion_hits(pred: Any, ref: Any, voxel_ml: float, max_ml: float) -> tuple[int, int]:

@@ -27,6 +27,7 @@ from common.evaluation.lesions import voxel_volume_ml
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "at_threshold",
     "dice",
     "dice_at_thresholds",
     "relative_volume_error",
@@ -70,9 +71,16 @@ def volume_ml(mask: Any, affine: Any) -> float:
     return float(_binary(mask).sum()) * voxel_volume_ml(np.asarray(_as_array(affine), dtype=np.float64))
 
 
-def threshold_key(threshold: float) -> str:
-    """Column name of the Dice at one probability threshold, e.g. ``dice_pt0.4``."""
-    return f"dice_pt{float(threshold):g}"
+def threshold_key(threshold: float, measure: str = "dice") -> str:
+    """Column name of a measure at one probability threshold, e.g. ``dice_pt0.4`` or ``tp_pt0.4``."""
+    return f"{measure}_pt{float(threshold):g}"
+
+
+def at_threshold(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """Binary mask ``prob >= threshold``, the threshold cast to the dtype of ``prob`` first (as torch and MONAI
+    ``AsDiscrete(threshold=t)`` do), so that a float32 probability of exactly ``0.7`` counts at ``t = 0.7``."""
+    dtype = prob.dtype if np.issubdtype(prob.dtype, np.floating) else np.float64
+    return prob >= np.asarray(threshold, dtype=dtype)
 
 
 def dice(pred: Any, ref: Any) -> float:
@@ -89,10 +97,7 @@ def dice(pred: Any, ref: Any) -> float:
 
 
 def dice_at_thresholds(prob: Any, ref: Any, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> dict[float, float]:
-    """Dice of the probability map binarised at each threshold against the reference.
-
-    The binary mask at threshold ``t`` is ``prob >= t``, with ``t`` cast to the dtype of ``prob`` first (as torch and
-    MONAI ``AsDiscrete(threshold=t)`` do), so that a float32 probability of exactly ``0.7`` counts at ``t = 0.7``.
+    """Dice of the probability map binarised at each threshold (:func:`at_threshold`) against the reference.
 
     Args:
         prob: foreground probability map, same shape as ``ref``.
@@ -105,9 +110,7 @@ def dice_at_thresholds(prob: Any, ref: Any, thresholds: Sequence[float] = DEFAUL
     p = _as_array(prob)
     r = _binary(ref)
     _check_pair(p, r)
-    dtype = p.dtype if np.issubdtype(p.dtype, np.floating) else np.float64
-    p = p.astype(dtype, copy=False)
-    return {float(t): dice(p >= np.asarray(t, dtype=dtype), r) for t in thresholds}
+    return {float(t): dice(at_threshold(p, t), r) for t in thresholds}
 
 
 def surface_distances_mm(pred: Any, ref: Any, affine: Any) -> tuple[float, float]:

@@ -1,4 +1,5 @@
-"""RemoveSmallLesionsd: the same mask as MONAI's RemoveSmallObjectsd, labelling only the mask's bounding box."""
+"""RemoveSmallLesionsd (the same mask as MONAI's RemoveSmallObjectsd, labelling only the bounding box) and
+RemoveUnconfidentLesionsd (hysteresis: lesions kept by their peak probability)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from monai.transforms import RemoveSmallObjectsd
 from scipy import ndimage
 
 from common.evaluation.lesions import CONNECTIVITY_26
-from common.transforms import RemoveSmallLesionsd, remove_small_lesions
+from common.transforms import (
+    RemoveSmallLesionsd,
+    RemoveUnconfidentLesionsd,
+    remove_small_lesions,
+    remove_unconfident_lesions,
+)
 
 AFFINE = torch.tensor(
     [[0.0, -0.45, 0.0, 10.0], [0.5, 0.0, 0.0, -4.0], [0.0, 0.0, 1.2, 3.0], [0.0, 0.0, 0.0, 1.0]], dtype=torch.float64
@@ -50,3 +56,36 @@ def test_bad_input_is_named():
         remove_small_lesions(torch.zeros(2, 4, 4, 4), 0.02)
     with pytest.raises(ValueError, match="min_volume_ml must be >= 0"):
         RemoveSmallLesionsd("mask", min_volume_ml=-1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_unconfident_lesions_are_those_whose_peak_stays_below(seed):
+    """Hysteresis: components of ``prob >= 0.3`` are kept when their peak reaches 0.6 (checked with skimage)."""
+    from skimage.measure import label, regionprops
+
+    rng = np.random.default_rng(seed)
+    prob = np.zeros((1, 64, 64, 40), dtype=np.float32)
+    field = ndimage.gaussian_filter(rng.standard_normal((40, 36, 24)), 1.5)
+    prob[0, 5:45, 20:56, 10:34] = np.clip(0.2 * field / field.std(), 0, 1)  # about 60 blobs, 8-9 of them above 0.6
+    mask = MetaTensor(torch.from_numpy((prob >= 0.3).astype(np.float32)), affine=AFFINE.clone())
+    regions = regionprops(label(mask[0].numpy() > 0, connectivity=3), intensity_image=prob[0])
+    keep = np.zeros(mask.shape[1:], dtype=bool)
+    for region in regions:
+        if region.intensity_max >= 0.6:
+            keep[tuple(region.coords.T)] = True
+    assert 0 < keep.sum() < mask.sum(), "precondition: confident and unconfident components"
+
+    data = {"mask": mask, "prob": MetaTensor(torch.from_numpy(prob))}
+    ours = RemoveUnconfidentLesionsd("mask", prob_key="prob", min_probability=0.6)(data)["mask"]
+    np.testing.assert_array_equal(ours[0].numpy() > 0, keep)
+    assert isinstance(ours, MetaTensor) and torch.equal(ours.affine, mask.affine) and ours.dtype == mask.dtype
+    assert torch.equal(RemoveUnconfidentLesionsd("mask", "prob", None)(data)["mask"], mask)  # off: untouched
+
+
+def test_unconfident_lesions_bad_input_is_named():
+    mask = MetaTensor(torch.zeros(1, 8, 8, 8))
+    with pytest.raises(ValueError, match=r"probability map of shape \(1, 4, 4, 4\) for a mask of shape \(1, 8, 8, 8\)"):
+        remove_unconfident_lesions(mask, torch.zeros(1, 4, 4, 4), 0.6)
+    with pytest.raises(ValueError, match=r"min_probability must be in \[0, 1\]"):
+        RemoveUnconfidentLesionsd("mask", "prob", 1.5)
+    assert remove_unconfident_lesions(mask, torch.zeros(1, 8, 8, 8), 0.6).sum() == 0  # empty stays empty

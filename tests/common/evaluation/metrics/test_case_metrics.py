@@ -77,6 +77,8 @@ def test_case_metrics_transform_values():
     assert m["ref_volume_ml"] == pytest.approx(0.032) and m["pred_volume_ml"] == pytest.approx(0.036)
     assert m["rve_percent"] == pytest.approx(12.5)  # |72 - 64| / 64
     assert (m["tp"], m["fn"], m["fp"], m["pred_components"], m["ref_components"], m["detected"]) == (1, 0, 1, 2, 1, 1)
+    at = {t: (m[f"tp_pt{t}"], m[f"fp_pt{t}"], m[f"pred_components_pt{t}"]) for t in ("0.6", "0.7", "0.9", "1")}
+    assert at == {"0.6": (1, 1, 2), "0.7": (1, 0, 1), "0.9": (1, 0, 1), "1": (0, 0, 0)}  # the FP has probability 0.6
     assert m["assd_mm"] > 0 and m["hd95_mm"] > 0
 
 
@@ -144,6 +146,16 @@ def test_saver_with_supervised_evaluator(tmp_path):
     assert pts["0.7"]["mean"] == pytest.approx(2 / 3, rel=1e-6)
     assert pts["0.9"]["mean"] == pytest.approx(1 / 3, rel=1e-6) and pts["1"]["mean"] == 0.0
     assert summary["best_threshold"]["threshold"] == 0.1  # 0.1-0.3 tie, lowest kept
+    # detection per threshold: up to 0.3 all three lesions and the FP (F1 6/7); 0.4-0.6 small_missed is lost (2/3);
+    # 0.7-0.9 the FP is gone (recall 2/3, precision 1: F1 4/5); at 1.0 nothing is predicted (precision undefined)
+    at = summary["detection_at_thresholds"]
+    assert list(at) == list(pts)
+    assert (at["0.3"]["tp"], at["0.3"]["fn"], at["0.3"]["fp"]) == (3, 0, 1)
+    assert at["0.3"]["f1"] == pytest.approx(6 / 7) and at["0.5"]["f1"] == pytest.approx(detection["f1"])
+    assert at["0.7"]["f1"] == pytest.approx(4 / 5) and at["0.7"]["precision"] == 1.0
+    assert at["1"]["f1"] is None and at["1"]["fn"] == 3  # NaN, written as null
+    assert at["0.3"]["lesion_free_cases_with_fp"] == 0
+    assert summary["best_detection_threshold"] == {"threshold": 0.1, "f1": pytest.approx(6 / 7)}
     below, above = summary["by_volume"]["below"], summary["by_volume"]["at_or_above"]
     assert summary["by_volume"]["threshold_ml"] == 3.0
     assert below["num_cases"] == 2 and above["num_cases"] == 1
@@ -187,3 +199,4 @@ def test_summary_from_csv_rows():
     assert summary["num_empty_reference"] == 1
     assert summary["by_volume"]["at_or_above"]["num_cases"] == 1 and summary["by_volume"]["below"]["num_cases"] == 0
     assert summary["best_threshold"] == {"threshold": 0.5, "dice": pytest.approx(0.75)}
+    assert summary["detection_at_thresholds"] == {} and summary["best_detection_threshold"] is None  # no counts

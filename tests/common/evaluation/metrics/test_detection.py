@@ -5,7 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from common.evaluation.metrics import DetectionCounts, detection_scores, dice_tp, match_lesions
+from common.evaluation.metrics import (
+    DetectionCounts,
+    detection_scores,
+    dice_tp,
+    match_lesions,
+    match_lesions_at_thresholds,
+)
 
 SHAPE = (20, 20, 20)
 
@@ -112,3 +118,26 @@ def test_small_lesion_hits_count_only_lesions_below_the_volume():
     assert small_lesion_hits(_mask(large), ref, voxel_ml=1.0, max_ml=10.0) == (0, 1)
     assert small_lesion_hits(_mask(np.s_[3:5, 3:5, 3:5]), ref, voxel_ml=1.0, max_ml=10.0) == (1, 1)
     assert small_lesion_hits(_mask(), _mask(), voxel_ml=1.0, max_ml=10.0) == (0, 0)
+
+
+def test_detection_at_thresholds_equals_matching_each_binarised_map():
+    """The bounding-box crop changes no count: a random map against lesions in opposite corners and one in between."""
+    rng = np.random.default_rng(0)
+    prob = (rng.random(SHAPE) * _mask(np.s_[0:9, 0:9, 0:9], np.s_[12:20, 12:20, 12:20])).astype(np.float32)
+    prob[1, 1, 1] = 0.7  # exactly at a threshold: counted there, as AsDiscrete counts it
+    ref = _mask(CUBE, FAR, np.s_[9:11, 9:11, 9:11])
+    counts = match_lesions_at_thresholds(prob, ref)
+    assert list(counts) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    for t, c in counts.items():
+        assert c == match_lesions(prob >= np.float32(t), ref), t
+    assert counts[0.1].tp == 2 and counts[0.1].fn == 1  # the lesion in between has probability 0
+    assert counts[0.1].pred_components == 2 and counts[0.9].fp > 10  # two blocks at 0.1, specks at 0.9
+
+
+def test_detection_at_thresholds_edge_cases():
+    empty = np.zeros(SHAPE, np.float32)
+    assert match_lesions_at_thresholds(empty, _mask(), [0.5]) == {0.5: DetectionCounts(0, 0, 0, 0, 0)}
+    assert match_lesions_at_thresholds(empty, _mask(CUBE), [0.5]) == {0.5: DetectionCounts(0, 1, 0, 0, 1)}
+    assert match_lesions_at_thresholds(empty, _mask(), []) == {}
+    with pytest.raises(ValueError, match="one shape"):
+        match_lesions_at_thresholds(np.zeros((4, 4, 4)), _mask())
