@@ -140,5 +140,7 @@ class RemoveUnconfidentLesionsd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             if self.min_probability > 0:
+                if self.prob_key not in d:
+                    raise KeyError(f"RemoveUnconfidentLesionsd: no probability map {self.prob_key!r} beside {key!r}.")
                 d[key] = remove_unconfident_lesions(d[key], d[self.prob_key], self.min_probability)
         return d

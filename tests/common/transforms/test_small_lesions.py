@@ -89,3 +89,5 @@ def test_unconfident_lesions_bad_input_is_named():
     with pytest.raises(ValueError, match=r"min_probability must be in \[0, 1\]"):
         RemoveUnconfidentLesionsd("mask", "prob", 1.5)
     assert remove_unconfident_lesions(mask, torch.zeros(1, 8, 8, 8), 0.6).sum() == 0  # empty stays empty
+    with pytest.raises(KeyError, match="no probability map 'prob' beside 'mask'"):
+        RemoveUnconfidentLesionsd("mask", "prob", 0.6)({"mask": mask})
