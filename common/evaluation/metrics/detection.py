@@ -88,6 +88,11 @@ def match_lesions(pred: Any, ref: Any) -> DetectionCounts:
     ref_labels, n_ref = _components(ref)
     if pred_labels.shape != ref_labels.shape:
         raise ValueError(f"prediction and reference shapes differ: {pred_labels.shape} vs {ref_labels.shape}.")
+    return _pair(pred_labels, n_pred, ref_labels, n_ref)
+
+
+def _pair(pred_labels: np.ndarray, n_pred: int, ref_labels: np.ndarray, n_ref: int) -> DetectionCounts:
+    """The any-overlap pairing of labelled prediction and reference components."""
     overlap = (pred_labels > 0) & (ref_labels > 0)
     tp = int(np.count_nonzero(np.unique(ref_labels[overlap])))
     pred_tp = int(np.count_nonzero(np.unique(pred_labels[overlap])))
@@ -123,7 +128,8 @@ def match_lesions_at_thresholds(
     p, r = p[box], r[box]
     if r.size == 0:  # nothing predicted at any threshold, empty reference
         return {t: DetectionCounts(0, 0, 0, 0, 0) for t in thresholds}
-    return {t: match_lesions(at_threshold(p, t), r) for t in thresholds}
+    ref_labels, n_ref = _components(r)  # once for all thresholds
+    return {t: _pair(*_components(at_threshold(p, t)), ref_labels, n_ref) for t in thresholds}
 
 
 def small_lesion_hits(pred: Any, ref: Any, voxel_ml: float, max_ml: float) -> tuple[int, int]:
