@@ -34,10 +34,11 @@ MARKERS = ("<!-- phantom-test:start -->", "<!-- phantom-test:end -->")
 TEST_SECTION = "$common.data.find_cases(@dataset_dir, section='test')"
 
 
-def build_parser(description: str, bundle_root: Path) -> argparse.ArgumentParser:
-    """The phantom test's command line: test-set size and seed, folders, model card, config overrides."""
+def build_parser(description: str, bundle_root: Path, num_cases: int = 24) -> argparse.ArgumentParser:
+    """The phantom test's command line: test-set size (``num_cases`` by default) and seed, folders, model card, config
+    overrides."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-cases", type=int, default=24, help="test phantoms (default: 24)")
+    parser.add_argument("--num-cases", type=int, default=num_cases, help=f"test phantoms (default: {num_cases})")
     parser.add_argument("--seed", type=int, default=2027, help="base seed of the test set (default: 2027)")
     parser.add_argument("--dataset-dir", type=Path, default=bundle_root / "data" / "phantoms_test")
     parser.add_argument("--output", type=Path, default=bundle_root / "eval" / "phantom_test")

@@ -3,7 +3,8 @@
 - :mod:`~common.evaluation.metrics.segmentation`: Dice, Dice per probability threshold, ASSD / HD95 in mm, RVE in %.
 - :mod:`~common.evaluation.metrics.detection`: 26-connected component pairing (also per probability threshold),
   recall / precision / F1, Dice-TP.
-- :mod:`~common.evaluation.metrics.summary`: equal-population volume bins, the 3 ml split, pooled mean/std across folds.
+- :mod:`~common.evaluation.metrics.summary`: equal-population volume bins, the 3 ml split, pooled mean/std across folds,
+  a bootstrap interval of a mean over cases.
 - :mod:`~common.evaluation.metrics.volume_error`: absolute RVE as a MONAI metric and Ignite handler, for validation.
 - :mod:`~common.evaluation.metrics.case_metrics`: ``CaseMetricsd`` (postprocessing) and ``CaseMetricsSaver`` (evaluator
 handler).
@@ -29,7 +30,14 @@ from common.evaluation.metrics.segmentation import (
     threshold_key,
     volume_ml,
 )
-from common.evaluation.metrics.summary import SMALL_TUMOUR_ML, mean_std, pooled_mean_std, split_by_volume, volume_bins
+from common.evaluation.metrics.summary import (
+    SMALL_TUMOUR_ML,
+    bootstrap_mean_interval,
+    mean_std,
+    pooled_mean_std,
+    split_by_volume,
+    volume_bins,
+)
 from common.evaluation.metrics.volume_error import AbsoluteVolumeError, AbsoluteVolumeErrorMetric
 
 __all__ = [
@@ -41,6 +49,7 @@ __all__ = [
     "CaseMetricsd",
     "DetectionCounts",
     "at_threshold",
+    "bootstrap_mean_interval",
     "case_name",
     "detection_scores",
     "dice",

@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from common.evaluation.metrics import SMALL_TUMOUR_ML, mean_std, pooled_mean_std, split_by_volume, volume_bins
+from common.evaluation.metrics import (
+    SMALL_TUMOUR_ML,
+    bootstrap_mean_interval,
+    mean_std,
+    pooled_mean_std,
+    split_by_volume,
+    volume_bins,
+)
 
 
 def test_volume_bins_equal_population():
@@ -66,3 +73,28 @@ def test_mean_std_skips_and_counts_nans():
     assert summary == pytest.approx({"mean": 3.0, "std": 2.0, "median": 3.0, "n": 3, "n_nan": 1})
     empty = mean_std([float("nan")])
     assert empty["n"] == 0 and empty["n_nan"] == 1 and math.isnan(empty["mean"])
+
+
+def test_bootstrap_mean_interval_agrees_with_the_normal_interval_on_a_large_sample():
+    x = np.random.default_rng(1).exponential(10.0, size=400)  # skewed, like absolute volume errors
+    low, high = bootstrap_mean_interval(x)
+    half = 1.96 * x.std(ddof=1) / math.sqrt(x.size)
+    assert low < x.mean() < high
+    assert low == pytest.approx(x.mean() - half, abs=0.15 * half) and high == pytest.approx(
+        x.mean() + half, abs=0.15 * half
+    )
+    assert bootstrap_mean_interval(x) == (low, high)  # fixed seed: the same interval every time
+    wide = bootstrap_mean_interval(x[:25])
+    assert wide[1] - wide[0] > 3 * (high - low)  # 16 times fewer cases: about 4 times wider
+
+
+def test_bootstrap_mean_interval_skips_nans_and_handles_degenerate_samples():
+    assert bootstrap_mean_interval([2.0, math.nan, 2.0]) == (2.0, 2.0)
+    assert bootstrap_mean_interval([5.0]) == (5.0, 5.0)
+    assert all(math.isnan(v) for v in bootstrap_mean_interval([math.nan]))
+    low, high = bootstrap_mean_interval([0.0, 10.0], level=0.5)
+    assert 0.0 <= low <= 5.0 <= high <= 10.0
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_mean_interval([1.0], level=1.0)
+    with pytest.raises(ValueError, match="resamples"):
+        bootstrap_mean_interval([1.0], resamples=0)
