@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from common.phantoms.meningioma import SMALL_LESION_FRACTION, ensure_meningioma_dataset
 from common.phantoms.vestibular import DEFAULT_MAX_VOXELS as VESTIBULAR_MAX_VOXELS
-from common.phantoms.vestibular import ensure_vestibular_dataset
+from common.phantoms.vestibular import NO_TUMOUR_PROBABILITY, TARGET_VOLUME_RANGE_ML, ensure_vestibular_dataset
 
 __all__ = ["build_parser", "main"]
 
@@ -42,6 +42,25 @@ def _add_meningioma_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_vestibular_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the vestibular family only: the tumour mix."""
+    parser.add_argument(
+        "--no-tumour-probability",
+        type=float,
+        default=NO_TUMOUR_PROBABILITY,
+        help=f"share of cases without a tumour (default: {NO_TUMOUR_PROBABILITY})",
+    )
+    low, high = TARGET_VOLUME_RANGE_ML
+    parser.add_argument(
+        "--tumour-volume-ml",
+        type=float,
+        nargs=2,
+        default=TARGET_VOLUME_RANGE_ML,
+        metavar=("LOW", "HIGH"),
+        help=f"range of the tumour volumes, drawn log-uniformly, within {low}-{high} (default: all of it)",
+    )
+
+
 def _run_meningioma(args: argparse.Namespace) -> str:
     """Generates the meningioma dataset described by the parsed arguments."""
     return ensure_meningioma_dataset(
@@ -64,6 +83,8 @@ def _run_vestibular(args: argparse.Namespace) -> str:
         seed=args.seed,
         spacing_scale=args.spacing_scale,
         max_voxels=VESTIBULAR_MAX_VOXELS if args.max_voxels is None else args.max_voxels,
+        no_tumour_probability=args.no_tumour_probability,
+        tumour_volume_ml=tuple(args.tumour_volume_ml),
     )
 
 
@@ -72,7 +93,10 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], str]]] = {
     "vestibular": ("high-resolution T2 posterior fossae with one vestibular schwannoma", _run_vestibular),
 }
 #: Arguments that only one family takes.
-_FAMILY_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"meningioma": _add_meningioma_arguments}
+_FAMILY_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "meningioma": _add_meningioma_arguments,
+    "vestibular": _add_vestibular_arguments,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,13 +22,13 @@ are dark. Built from analytic shapes (signed distances, painted back to front wi
   facial / vestibulocochlear nerve bundle (dark lines crossing the cistern into the canal), a dark mastoid; dark
   flow voids of the basilar, vertebral and anterior inferior cerebellar arteries; temporal horns in the temporal lobes.
 
-The tumour (absent in about 5 % of cases) sits on the left or right vestibular nerve: either intracanalicular (a
-tapered capsule in the canal, which is widened around it) or at the CPA: an 'ice-cream cone' made of a cisternal
-ellipsoid (the scoop, clipped by the petrous bone) and a tapered canalicular extension (the cone) along the IAC axis.
-Its volume is drawn log-uniformly in 0.06-7.5 ml and fitted by quadrature, so rendered volumes fall in 0.05-8 ml; it
-is intermediate in T2 (brighter than grey matter, much darker than CSF) with a mild texture and, in some large
-tumours, small bright cysts; a large scoop pushes the brainstem a few mm to the other side. The label is the tumour
-mask.
+The tumour (absent in about 5 % of cases, or ``no_tumour_probability``) sits on the left or right vestibular nerve:
+either intracanalicular (a tapered capsule in the canal, which is widened around it) or at the CPA: an 'ice-cream cone'
+made of a cisternal ellipsoid (the scoop, clipped by the petrous bone) and a tapered canalicular extension (the cone)
+along the IAC axis. Its volume is drawn log-uniformly in 0.06-7.5 ml (or a narrower range, ``tumour_volume_ml``) and
+fitted by quadrature, so rendered volumes fall in 0.05-8 ml; it is intermediate in T2 (brighter than grey matter, much
+darker than CSF) with a mild texture and, in some large tumours, small bright cysts; a large scoop pushes the brainstem
+a few mm to the other side. The label is the tumour mask.
 
 Acquisitions are axial slabs: slice normal within a few degrees of superior-inferior (a tilt of up to 8 degrees in
 some cases), in-plane axes in any order and direction (RAS, LPS, PRS, ...), in-plane spacing 0.4-0.5 mm, slices
@@ -48,6 +48,7 @@ from common.phantoms.vestibular.sampling import (
     NO_TUMOUR_PROBABILITY,
     SLICE_COUNT_RANGE,
     SLICE_SPACING_MM,
+    TARGET_VOLUME_RANGE_ML,
     sample_vestibular_spec,
 )
 from common.phantoms.vestibular.spec import (
@@ -68,6 +69,7 @@ __all__ = [
     "NO_TUMOUR_PROBABILITY",
     "SLICE_COUNT_RANGE",
     "SLICE_SPACING_MM",
+    "TARGET_VOLUME_RANGE_ML",
     "TUMOUR_VOLUME_RANGE_ML",
     "Anatomy",
     "Ear",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,12 @@ from common.phantoms.geometry import (
 )
 from common.phantoms.vestibular.distances import estimate_tumour_volume_ml
 from common.phantoms.vestibular.rendering import generate_vestibular_phantom
-from common.phantoms.vestibular.sampling import DEFAULT_MAX_VOXELS
+from common.phantoms.vestibular.sampling import (
+    DEFAULT_MAX_VOXELS,
+    NO_TUMOUR_PROBABILITY,
+    TARGET_VOLUME_RANGE_ML,
+    check_tumour_mix,
+)
 from common.phantoms.vestibular.spec import VestibularPhantomSpec
 
 __all__ = ["GENERATOR_VERSION", "ensure_vestibular_dataset", "write_vestibular_dataset"]
@@ -39,10 +45,23 @@ def _summarise(phantom: Phantom) -> dict[str, Any]:
     }
 
 
-def _vestibular_dataset(spacing_scale: float, max_voxels: float) -> PhantomDataset:
-    """The vestibular schwannoma phantom family as a :class:`PhantomDataset`."""
+def _vestibular_dataset(
+    spacing_scale: float, max_voxels: float, no_tumour_probability: float, tumour_volume_ml: Sequence[float]
+) -> PhantomDataset:
+    """The vestibular schwannoma phantom family as a :class:`PhantomDataset`.
+
+    The tumour mix is recorded in the parameters only where it is not the default, so that datasets made before it
+    existed keep their identity (and are not regenerated).
+    """
     if spacing_scale <= 0 or max_voxels <= 0:
         raise ValueError(f"spacing_scale and max_voxels must be positive, got {spacing_scale} and {max_voxels}.")
+    volume_range = (float(tumour_volume_ml[0]), float(tumour_volume_ml[1]))
+    check_tumour_mix(no_tumour_probability, volume_range)
+    mix: dict[str, Any] = {}
+    if no_tumour_probability != NO_TUMOUR_PROBABILITY:
+        mix["no_tumour_probability"] = float(no_tumour_probability)
+    if volume_range != TARGET_VOLUME_RANGE_ML:
+        mix["tumour_volume_ml"] = list(volume_range)
     return PhantomDataset(
         name="VestibularSchwannomaPhantoms",
         description=(
@@ -53,13 +72,20 @@ def _vestibular_dataset(spacing_scale: float, max_voxels: float) -> PhantomDatas
         modality={"0": "hrT2"},
         labels={"0": "background", "1": "schwannoma"},
         case_prefix="vs",
-        generate=functools.partial(generate_vestibular_phantom, spacing_scale=spacing_scale, max_voxels=max_voxels),
+        generate=functools.partial(
+            generate_vestibular_phantom,
+            spacing_scale=spacing_scale,
+            max_voxels=max_voxels,
+            no_tumour_probability=no_tumour_probability,
+            tumour_volume_ml=volume_range,
+        ),
         summarise=_summarise,
         parameters={
             "generator": "vestibular",
             "generator_version": GENERATOR_VERSION,
             "spacing_scale": float(spacing_scale),
             "max_voxels": float(max_voxels),
+            **mix,
         },
     )
 
@@ -71,6 +97,8 @@ def write_vestibular_dataset(
     seed: int = 0,
     spacing_scale: float = 1.0,
     max_voxels: float = DEFAULT_MAX_VOXELS,
+    no_tumour_probability: float = NO_TUMOUR_PROBABILITY,
+    tumour_volume_ml: Sequence[float] = TARGET_VOLUME_RANGE_ML,
 ) -> Path:
     """Writes a Decathlon-style VS phantom dataset (see :func:`common.phantoms.geometry.write_phantom_dataset`).
 
@@ -81,11 +109,15 @@ def write_vestibular_dataset(
         seed: Base seed; case ``i`` of a section uses a seed derived from ``(seed, section, i)``.
         spacing_scale: Factor on the voxel spacing (> 1 for small test volumes).
         max_voxels: Upper bound on the voxels of a case.
+        no_tumour_probability: Probability that a case has no tumour.
+        tumour_volume_ml: ``(low, high)`` range of the tumour volumes, drawn log-uniformly (see
+            :func:`sample_vestibular_spec`); e.g. ``(0.06, 0.15)`` for a set of tiny tumours.
 
     Returns:
         Path of ``dataset.json``.
     """
-    return write_phantom_dataset(root, _vestibular_dataset(spacing_scale, max_voxels), num_training, num_test, seed)
+    dataset = _vestibular_dataset(spacing_scale, max_voxels, no_tumour_probability, tumour_volume_ml)
+    return write_phantom_dataset(root, dataset, num_training, num_test, seed)
 
 
 def ensure_vestibular_dataset(
@@ -95,12 +127,16 @@ def ensure_vestibular_dataset(
     seed: int = 0,
     spacing_scale: float = 1.0,
     max_voxels: float = DEFAULT_MAX_VOXELS,
+    no_tumour_probability: float = NO_TUMOUR_PROBABILITY,
+    tumour_volume_ml: Sequence[float] = TARGET_VOLUME_RANGE_ML,
 ) -> str:
     """Generates the VS phantom dataset in ``root`` unless it is already there with the same parameters.
 
     Meant for MONAI bundle configs, e.g. ``"$common.phantoms.ensure_vestibular_dataset(@dataset_dir, 40, 8)"``.
+    Arguments as :func:`write_vestibular_dataset`.
 
     Returns:
         ``str(root)``.
     """
-    return ensure_phantom_dataset(root, _vestibular_dataset(spacing_scale, max_voxels), num_training, num_test, seed)
+    dataset = _vestibular_dataset(spacing_scale, max_voxels, no_tumour_probability, tumour_volume_ml)
+    return ensure_phantom_dataset(root, dataset, num_training, num_test, seed)

@@ -35,7 +35,12 @@ from common.phantoms.vestibular.distances import (
     tumour_bounds,
     tumour_distance,
 )
-from common.phantoms.vestibular.sampling import DEFAULT_MAX_VOXELS, sample_vestibular_spec
+from common.phantoms.vestibular.sampling import (
+    DEFAULT_MAX_VOXELS,
+    NO_TUMOUR_PROBABILITY,
+    TARGET_VOLUME_RANGE_ML,
+    sample_vestibular_spec,
+)
 from common.phantoms.vestibular.spec import Ear, Ellipsoid, Tube, Tumour, VestibularPhantomSpec
 
 __all__ = ["generate_vestibular_phantom", "render_vestibular", "tumour_volume_ml"]
@@ -143,10 +148,21 @@ def render_vestibular(spec: VestibularPhantomSpec) -> Phantom:
 
 
 def generate_vestibular_phantom(
-    seed: int, spacing_scale: float = 1.0, max_voxels: float = DEFAULT_MAX_VOXELS
+    seed: int,
+    spacing_scale: float = 1.0,
+    max_voxels: float = DEFAULT_MAX_VOXELS,
+    no_tumour_probability: float = NO_TUMOUR_PROBABILITY,
+    tumour_volume_ml: tuple[float, float] = TARGET_VOLUME_RANGE_ML,
 ) -> Phantom:
-    """Samples (:func:`sample_vestibular_spec`) and renders (:func:`render_vestibular`) the case of a seed."""
-    return render_vestibular(sample_vestibular_spec(seed, spacing_scale=spacing_scale, max_voxels=max_voxels))
+    """Samples (:func:`sample_vestibular_spec`, same arguments) and renders (:func:`render_vestibular`) a case."""
+    spec = sample_vestibular_spec(
+        seed,
+        spacing_scale=spacing_scale,
+        max_voxels=max_voxels,
+        no_tumour_probability=no_tumour_probability,
+        tumour_volume_ml=tumour_volume_ml,
+    )
+    return render_vestibular(spec)
 
 
 def _paint_head(canvas: _Canvas) -> None:

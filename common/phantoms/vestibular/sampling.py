@@ -27,6 +27,8 @@ __all__ = [
     "NO_TUMOUR_PROBABILITY",
     "SLICE_COUNT_RANGE",
     "SLICE_SPACING_MM",
+    "TARGET_VOLUME_RANGE_ML",
+    "check_tumour_mix",
     "sample_vestibular_spec",
 ]
 
@@ -41,8 +43,9 @@ SLICE_SPACING_MM = (1.0, 1.5)
 FIELD_OF_VIEW_MM = (180.0, 230.0)
 DEFAULT_MAX_VOXELS = 16e6
 
-# Target volumes are drawn slightly inside TUMOUR_VOLUME_RANGE_ML so that voxelised volumes stay inside it.
-_TARGET_VOLUME_RANGE_ML = (0.06, 7.5)
+TARGET_VOLUME_RANGE_ML = (0.06, 7.5)
+"""Range in which tumour volumes are drawn (log-uniformly), slightly inside ``TUMOUR_VOLUME_RANGE_ML`` so that
+voxelised volumes stay inside that."""
 # Tumours below the first volume are intracanalicular, above the second at the CPA, in between either.
 _LOCATION_VOLUMES_ML = (0.2, 0.45)
 _TILT_PROBABILITY = 0.4
@@ -51,31 +54,54 @@ _SLAB_MARGIN_MM = 2.0
 _MAX_ACQUISITION_ATTEMPTS = 1000
 
 
+def check_tumour_mix(no_tumour_probability: float, tumour_volume_ml: tuple[float, float]) -> None:
+    """Raises ``ValueError`` unless ``no_tumour_probability`` is in [0, 1] and ``tumour_volume_ml`` is a range
+    ``(low, high)`` inside :data:`TARGET_VOLUME_RANGE_ML`."""
+    if not 0.0 <= no_tumour_probability <= 1.0:
+        raise ValueError(f"no_tumour_probability must be in [0, 1], got {no_tumour_probability}.")
+    low, high = tumour_volume_ml
+    if not TARGET_VOLUME_RANGE_ML[0] <= low <= high <= TARGET_VOLUME_RANGE_ML[1]:
+        raise ValueError(
+            f"tumour_volume_ml must be a range (low, high) within {TARGET_VOLUME_RANGE_ML} ml, got {tumour_volume_ml}."
+        )
+
+
 def sample_vestibular_spec(
-    seed: int, spacing_scale: float = 1.0, max_voxels: float = DEFAULT_MAX_VOXELS
+    seed: int,
+    spacing_scale: float = 1.0,
+    max_voxels: float = DEFAULT_MAX_VOXELS,
+    no_tumour_probability: float = NO_TUMOUR_PROBABILITY,
+    tumour_volume_ml: tuple[float, float] = TARGET_VOLUME_RANGE_ML,
 ) -> VestibularPhantomSpec:
     """Draws the description of one case from ``numpy.random.default_rng(seed)``.
 
     The acquisition is drawn last, so the anatomy, tumour, intensities, bias and noise of a seed do not depend on
-    ``spacing_scale`` or ``max_voxels``; neither does the slab (its extent in mm), only the voxels covering it.
+    ``spacing_scale`` or ``max_voxels``; neither does the slab (its extent in mm), only the voxels covering it. The
+    tumour mix (``no_tumour_probability``, ``tumour_volume_ml``; e.g. a set rich in tiny tumours and tumour-free scans)
+    is drawn after the anatomy and tissue intensities, so a seed keeps those whatever the mix.
 
     Args:
         seed: Non-negative seed.
         spacing_scale: Factor on the voxel spacing (in-plane 0.4-0.5 mm, slices 1-1.5 mm); > 1 gives small volumes.
         max_voxels: Upper bound on the voxel count, enforced by redrawing the in-plane spacing and field of view.
+        no_tumour_probability: Probability that the case has no tumour (empty label).
+        tumour_volume_ml: Range in which the tumour volume is drawn log-uniformly, within
+            :data:`TARGET_VOLUME_RANGE_ML`.
 
     Returns:
         The spec.
 
     Raises:
-        ValueError: If ``spacing_scale`` is not positive or no draw satisfies ``max_voxels``.
+        ValueError: If ``spacing_scale`` is not positive, the tumour mix is invalid (:func:`check_tumour_mix`) or no
+            draw satisfies ``max_voxels``.
     """
     if spacing_scale <= 0:
         raise ValueError(f"spacing_scale must be positive, got {spacing_scale}.")
+    check_tumour_mix(no_tumour_probability, tumour_volume_ml)
     rng = np.random.default_rng(seed)
     anatomy = _sample_anatomy(rng)
     tissues = _sample_tissues(rng)
-    tumour = _sample_tumour(rng, anatomy, tissues)
+    tumour = _sample_tumour(rng, anatomy, tissues, no_tumour_probability, tumour_volume_ml)
     if tumour is not None:
         _apply_mass_effect(anatomy, tumour)
     bias_strength = float(rng.uniform(0.10, 0.25))
@@ -445,13 +471,20 @@ def _sample_tissues(rng: np.random.Generator) -> Tissues:
     )
 
 
-def _sample_tumour(rng: np.random.Generator, anatomy: Anatomy, tissues: Tissues) -> Tumour | None:
-    """Draws the tumour (``None`` with probability :data:`NO_TUMOUR_PROBABILITY`) and fits its volume."""
-    if rng.random() < NO_TUMOUR_PROBABILITY:
+def _sample_tumour(
+    rng: np.random.Generator,
+    anatomy: Anatomy,
+    tissues: Tissues,
+    no_tumour_probability: float,
+    volume_range_ml: tuple[float, float],
+) -> Tumour | None:
+    """Draws the tumour (``None`` with probability ``no_tumour_probability``) with a volume drawn log-uniformly in
+    ``volume_range_ml``, and fits its shape to that volume."""
+    if rng.random() < no_tumour_probability:
         return None
     side = int(rng.choice([-1, 1]))
     ear = anatomy.ear(side)
-    low, high = _TARGET_VOLUME_RANGE_ML
+    low, high = volume_range_ml
     volume_ml = float(math.exp(rng.uniform(math.log(low), math.log(high))))
     small, large = _LOCATION_VOLUMES_ML
     intracanalicular = volume_ml < small or (volume_ml <= large and rng.random() < 0.5)

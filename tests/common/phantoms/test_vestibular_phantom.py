@@ -28,6 +28,7 @@ from common.phantoms.vestibular import (
     INPLANE_SPACING_MM,
     SLICE_COUNT_RANGE,
     SLICE_SPACING_MM,
+    TARGET_VOLUME_RANGE_ML,
     TUMOUR_VOLUME_RANGE_ML,
     tumour_points_mm,
 )
@@ -80,6 +81,41 @@ def test_sampled_tumour_population() -> None:
             ear = spec.anatomy.ear(tumour.side)
             along = tumour_points_mm(spec.anatomy, tumour) - spec.anatomy.to_world(ear.porus_mm[None])
             assert (along @ (spec.anatomy.rotation @ ear.canal_axis)).min() > -3.0
+
+
+def test_tumour_mix_draws_tiny_tumours_and_tumour_free_scans_on_the_same_anatomy() -> None:
+    mix = {"no_tumour_probability": 0.5, "tumour_volume_ml": (0.06, 0.15)}
+    specs = [sample_vestibular_spec(seed, spacing_scale=SMALL, **mix) for seed in range(60)]
+    free = sum(spec.tumour is None for spec in specs)
+    assert 18 <= free <= 42  # about half
+    volumes = [estimate_tumour_volume_ml(spec.anatomy, spec.tumour) for spec in specs if spec.tumour is not None]
+    assert min(volumes) >= 0.055 and max(volumes) <= 0.155
+    assert all(spec.tumour.location == "intracanalicular" for spec in specs if spec.tumour is not None)
+    for seed, spec in enumerate(specs):  # the mix is drawn after the anatomy and the tissues
+        default = sample_vestibular_spec(seed, spacing_scale=SMALL)
+        assert dataclasses.astuple(spec.tissues) == dataclasses.astuple(default.tissues)
+        np.testing.assert_array_equal(spec.anatomy.ear(-1).porus_mm, default.anatomy.ear(-1).porus_mm)
+    everything = sample_vestibular_spec(7, spacing_scale=SMALL, tumour_volume_ml=TARGET_VOLUME_RANGE_ML)
+    assert repr(everything) == repr(sample_vestibular_spec(7, spacing_scale=SMALL))
+
+
+@pytest.mark.parametrize(
+    "mix",
+    [
+        {"no_tumour_probability": -0.1},
+        {"no_tumour_probability": 1.5},
+        {"tumour_volume_ml": (0.5, 0.2)},
+        {"tumour_volume_ml": (0.01, 0.2)},
+        {"tumour_volume_ml": (1.0, 20.0)},
+    ],
+)
+def test_invalid_tumour_mix_is_refused(mix: dict, tmp_path: Path) -> None:
+    key = next(iter(mix))
+    with pytest.raises(ValueError, match=key):
+        sample_vestibular_spec(0, spacing_scale=SMALL, **mix)
+    with pytest.raises(ValueError, match=key):
+        write_vestibular_dataset(tmp_path / "vs", 1, spacing_scale=SMALL, **mix)
+    assert not (tmp_path / "vs").exists()
 
 
 def test_acquisitions_are_axial_slabs() -> None:
@@ -203,6 +239,11 @@ def test_cli(tmp_path: Path) -> None:
             "2",
             "--spacing-scale",
             "4",
+            "--no-tumour-probability",
+            "0",
+            "--tumour-volume-ml",
+            "0.06",
+            "0.1",
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -215,3 +256,11 @@ def test_cli(tmp_path: Path) -> None:
     content = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     assert content["numTraining"] == 2 and content["modality"] == {"0": "hrT2"}
     assert (out / "labelsTr" / "vs_0001.nii.gz").is_file()
+    record = json.loads((out / "phantoms.json").read_text(encoding="utf-8"))
+    assert record["parameters"]["no_tumour_probability"] == 0.0
+    assert record["parameters"]["tumour_volume_ml"] == [0.06, 0.1]
+    assert all(case["tumour"] and case["tumour_volume_ml"] <= 0.105 for case in record["cases"])
+    default = tmp_path / "default"
+    ensure_vestibular_dataset(default, 1, spacing_scale=SMALL)  # the default mix is not recorded (old datasets stay)
+    parameters = json.loads((default / "phantoms.json").read_text(encoding="utf-8"))["parameters"]
+    assert not {"no_tumour_probability", "tumour_volume_ml"} & set(parameters)
