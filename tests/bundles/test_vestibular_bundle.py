@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -28,6 +31,7 @@ from monai.data import MetaTensor, list_data_collate
 from monai.transforms import Compose, KeepLargestConnectedComponentd
 from monai.utils import set_determinism
 
+from common.evaluation.phantom_test import read_rows
 from common.phantoms.bad_inputs import DUPLICATE_ORIGINAL, write_bad_inputs
 from common.transforms import RemoveSmallLesionsd
 
@@ -95,19 +99,19 @@ def test_keep_largest_component_switch(configs, workflow_type, key, keep, vestib
 )
 @pytest.mark.parametrize("min_ml", [None, 0])
 def test_min_tumour_volume_switch(configs, workflow_type, key, min_ml, vestibular_phantoms):
-    """min_tumour_volume_ml (default 0.02 ml) drops smaller components, measured in mm^3 on the mask's own grid;
+    """min_tumour_volume_ml (default 0.04 ml) drops smaller components, measured in mm^3 on the mask's own grid;
     0 keeps them. (The shipped-weights tests run it on a real scan.)"""
     overrides = {} if min_ml is None else {"min_tumour_volume_ml": min_ml}
     transforms = _postprocessing(configs, workflow_type, key, vestibular_phantoms, **overrides)
     (remover,) = [t for t in transforms if isinstance(t, RemoveSmallLesionsd)]
     mask = torch.zeros(1, 12, 12, 12)
     mask[0, 1:4, 1:4, 1:5] = 1  # 36 voxels of 0.4 x 0.4 x 1.5 mm: 8.6 mm^3, a speck
-    mask[0, 6:11, 6:11, 6:9] = 1  # 75 voxels: 18 mm^3, still under 20
+    mask[0, 6:11, 6:11, 6:9] = 1  # 75 voxels: 18 mm^3
     mask[0, 6:11, 6:11, 10:12] = 1  # 50 more, not 26-connected to the 75: 12 mm^3
-    mask[0, 1:5, 7:12, 6:12] = 1  # 120 voxels: 28.8 mm^3, kept
+    mask[0, 1:5, 7:12, 3:12] = 1  # 180 voxels: 43.2 mm^3, kept
     grid = MetaTensor(mask, affine=torch.diag(torch.tensor([0.4, 0.4, 1.5, 1.0], dtype=torch.float64)))
     kept = remover({"mask": grid})["mask"]
-    assert int(kept.sum()) == (120 if min_ml is None else 281) and kept[0, 1:5, 7:12, 6:12].all()
+    assert int(kept.sum()) == (180 if min_ml is None else 341) and kept[0, 1:5, 7:12, 3:12].all()
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +249,56 @@ def test_evaluate_reports_dice_assd_hd95_rve_on_original_grid(trained, vestibula
     for key in ("dice", "assd_mm", "hd95_mm", "rve_percent"):
         assert key in summary, key
     assert (trained / "evaluation" / "case_metrics.csv").is_file()
+
+
+def test_speck_limit_reproduces_the_evaluate_post_processing_past_a_bad_case(trained, vestibular_phantoms, tmp_path):
+    """``vestibular_spvpa.speck_limit`` on a run with the limit and the largest component off gives, at the config's
+    limit, each case's Dice of a run with the config's post-processing; ``checked_cases`` leaves a broken case out."""
+    dataset = tmp_path / "dataset"
+    shutil.copytree(vestibular_phantoms, dataset)
+    for folder in ("imagesTs", "labelsTs"):
+        (dataset / folder / "broken.nii.gz").write_bytes(b"not an image")
+    datalist = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
+    datalist["test"].append({"image": "./imagesTs/broken.nii.gz", "label": "./labelsTs/broken.nii.gz"})
+    (dataset / "dataset.json").write_text(json.dumps(datalist), encoding="utf-8")
+    every_case = (
+        "$common.data.checked_cases(common.data.find_cases(@dataset_dir, section='test') "
+        "+ common.data.find_cases(@dataset_dir, section='training'), @image_check)"
+    )
+    common = {"dataset_dir": str(dataset), "ckpt_path": str(trained / "models" / "model.pt"), "eval_data": every_case}
+    raw = _run(
+        ("train", "evaluate"),
+        output_dir=str(tmp_path / "raw"),
+        **common,
+        min_tumour_volume_ml=0,
+        keep_largest_component=False,
+    )
+    assert "broken.nii.gz" in raw.stdout + raw.stderr and "left out" in raw.stdout + raw.stderr
+    _run(("train", "evaluate"), output_dir=str(tmp_path / "default"), **common)
+    default_rows = read_rows(tmp_path / "default" / "case_metrics.csv")
+    assert len(default_rows) == 6  # the five training cases and the good test case
+    limit = json.loads((CONFIGS / "evaluate.json").read_text(encoding="utf-8"))["min_tumour_volume_ml"]
+    out = tmp_path / "limits.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vestibular_spvpa.speck_limit",
+            str(tmp_path / "raw"),
+            "--limits-ml",
+            str(limit),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (scored,) = json.loads(out.read_text(encoding="utf-8"))["limits"]
+    dice = {c["case"]: c["dice"] for c in scored["cases"] if "dice" in c}
+    assert dice and dice == pytest.approx({r["case"]: r["dice"] for r in default_rows if r["ref_volume_ml"] > 0})
 
 
 def test_inference_on_anisotropic_lps_input_with_bad_cases_and_world_box(trained, vestibular_phantoms, tmp_path):

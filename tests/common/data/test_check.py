@@ -12,7 +12,7 @@ import pytest
 from bundle_helpers import BAD_INPUT_MAX_VOXELS
 
 from common.data import check_dataset, check_training_data, ensure_folds, load_split
-from common.data.check import check_cases
+from common.data.check import check_cases, checked_cases
 from common.phantoms.bad_inputs import BAD_CASES, write_bad_dataset
 from common.transforms import CheckImaged
 
@@ -45,6 +45,25 @@ def test_good_cases_pass(corpus):
     case = {"image": str(corpus / "imagesTr" / "good_1.nii.gz"), "label": str(corpus / "labelsTr" / "good_1.nii.gz")}
     report = check_cases([case], _checker())
     assert not report.problems and str(report) == "1 case(s) checked: no problems."
+
+
+def test_checked_cases_leave_out_the_bad_ones_and_log_them(corpus, caplog):
+    cases = [{key: str(corpus / path) for key, path in case.items()} for case in _training(corpus)]
+    with caplog.at_level("WARNING", logger="common.data.check"):
+        kept = checked_cases(cases, _checker())
+    assert {Path(case["image"]).name for case in kept} == {f"good_{i}.nii.gz" for i in range(1, 5)} | {"duplicate.nii"}
+    assert kept == [case for case in cases if case in kept]  # order and entries as given
+    for name in BAD_CASES:
+        assert name in caplog.text
+    assert "left out" in caplog.text
+    good = [case for case in cases if Path(case["image"]).name == "good_1.nii.gz"]
+    caplog.clear()
+    assert checked_cases(good, _checker()) == good
+    assert "left out" not in caplog.text
+
+
+def _training(corpus: Path) -> list[dict[str, str]]:
+    return json.loads((corpus / "dataset.json").read_text(encoding="utf-8"))["training"]
 
 
 def test_command_line_prints_the_report_and_fails(corpus):

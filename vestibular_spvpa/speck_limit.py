@@ -1,0 +1,177 @@
+"""Choose the speck limit (``min_tumour_volume_ml``) on held-out scans: ``python -m vestibular_spvpa.speck_limit RUN``.
+
+Each RUN is the ``output_dir`` of the bundle's evaluate config run with the speck limit and the largest component off
+(``--min_tumour_volume_ml 0 --keep_largest_component false``), so that its saved masks (``predictions/``) are the
+thresholded network output and its reports (``reports/``) name each case's reference. For each limit the bundle's own
+post-processing is applied to those masks as ``evaluate.json`` applies it
+(:class:`common.transforms.RemoveSmallLesionsd` with that limit, then MONAI's ``KeepLargestConnectedComponentd``) and
+scored against the reference on the original grid. The table gives, per limit: the mean Dice, absolute RVE and ASSD of
+the scans with a tumour, the tumours left with a Dice of 0, the tumour-free scans with a mask, and one **score**, the
+mean over all scans of the Dice for a scan with a tumour and, for a tumour-free scan, 1 for an empty mask and 0
+otherwise.
+
+The limit trades tiny tumours for specks: a tumour-free scan's false positive and a tiny tumour's mask can be the same
+size. Choose it on scans that neither training nor any earlier choice has seen, with enough of both (``python -m
+common.phantoms vestibular --tumour-volume-ml 0.06 0.2 --no-tumour-probability 0.35`` makes them), then set
+``--min_tumour_volume_ml``. ``--json OUT`` writes the figures to a file (never over an existing one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose, KeepLargestConnectedComponentd
+
+from common.benchmarking.report import markdown_table
+from common.console import echo
+from common.evaluation.metrics.segmentation import dice, relative_volume_error, surface_distances_mm
+from common.evaluation.phantom_test import read_rows
+from common.transforms import RemoveSmallLesionsd
+
+__all__ = ["DEFAULT_LIMITS_ML", "load_run", "main", "score_limits"]
+
+#: Speck limits (ml) tried by default: 0 (none) to 0.06 ml, just above the phantoms' smallest tumours.
+DEFAULT_LIMITS_ML = (0.0, 0.02, 0.03, 0.04, 0.05, 0.06)
+
+
+def load_run(run: str | Path) -> list[tuple[str, MetaTensor, np.ndarray, np.ndarray]]:
+    """The cases of an evaluation run: ``(case, raw mask (1, H, W, D) with its affine, reference mask, affine)``.
+
+    Raises:
+        FileNotFoundError: the run has no ``case_metrics.csv``, or a case's mask, report or reference is missing.
+        ValueError: a report names no reference (the run was not an evaluation against labels).
+    """
+    run = Path(run)
+    csv_path = run / "case_metrics.csv"
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"{run}: no case_metrics.csv; give the evaluate config's output_dir.")
+    cases = []
+    for row in read_rows(csv_path):
+        case = row["case"]
+        mask_path, report_path = run / "predictions" / f"{case}_seg.nii.gz", run / "reports" / f"{case}_report.json"
+        for path in (mask_path, report_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{run}: {path.name} of case {case} is missing.")
+        reference = json.loads(report_path.read_text(encoding="utf-8")).get("reference")
+        if not reference:
+            raise ValueError(f"{report_path}: names no reference label.")
+        saved, label = nib.load(mask_path), nib.load(reference)
+        raw = torch.from_numpy(np.asarray(saved.dataobj) > 0).to(torch.uint8)[None]
+        cases.append(
+            (case, MetaTensor(raw, affine=torch.as_tensor(saved.affine)), np.asarray(label.dataobj) > 0.5, label.affine)
+        )
+    return cases
+
+
+def score_limits(
+    cases: Sequence[tuple[str, MetaTensor, np.ndarray, np.ndarray]], limits_ml: Sequence[float] = DEFAULT_LIMITS_ML
+) -> list[dict[str, Any]]:
+    """Per speck limit, the figures of the module docstring and the per-case results."""
+    results = []
+    for limit in limits_ml:
+        postprocess = Compose(
+            [
+                RemoveSmallLesionsd("mask", min_volume_ml=limit),
+                KeepLargestConnectedComponentd("mask", applied_labels=[1], is_onehot=False),
+            ]
+        )
+        per_case = []
+        for case, raw, reference, affine in cases:
+            mask = np.asarray(postprocess({"mask": raw})["mask"][0]) > 0
+            if reference.any():
+                assd, _ = surface_distances_mm(mask, reference, affine)
+                entry = {
+                    "dice": dice(mask, reference),
+                    "assd_mm": assd,
+                    "rve_percent": relative_volume_error(mask, reference, affine),
+                }
+                entry["score"] = entry["dice"]
+            else:
+                entry = {"false_positive": bool(mask.any()), "score": float(not mask.any())}
+            per_case.append({"case": case, **entry})
+        tumours = [c for c in per_case if "dice" in c]
+        results.append(
+            {
+                "min_tumour_volume_ml": float(limit),
+                "score": float(np.mean([c["score"] for c in per_case])),
+                "dice_percent": 100 * _mean([c["dice"] for c in tumours]),
+                "abs_rve_percent": _mean([abs(c["rve_percent"]) for c in tumours]),
+                "assd_mm": _mean([c["assd_mm"] for c in tumours]),
+                "tumours_dice_zero": sum(c["dice"] == 0 for c in tumours),
+                "num_tumours": len(tumours),
+                "tumour_free_with_mask": sum(c.get("false_positive", False) for c in per_case),
+                "num_tumour_free": len(per_case) - len(tumours),
+                "cases": per_case,
+            }
+        )
+    return results
+
+
+def _mean(values: Sequence[float]) -> float:
+    """Mean over the defined values (NaN when there is none)."""
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else math.nan
+
+
+def render(results: Sequence[dict[str, Any]]) -> str:
+    """The Markdown table of :func:`score_limits`' results."""
+    header = [
+        "min_tumour_volume_ml",
+        "Score",
+        "Dice (%)",
+        "Absolute RVE (%)",
+        "ASSD (mm)",
+        "Tumours with Dice 0",
+        "Tumour-free scans with a mask",
+    ]
+    rows = [
+        [
+            f"{r['min_tumour_volume_ml']:g}",
+            f"{r['score']:.4f}",
+            f"{r['dice_percent']:.2f}",
+            f"{r['abs_rve_percent']:.2f}",
+            f"{r['assd_mm']:.2f}",
+            f"{r['tumours_dice_zero']} / {r['num_tumours']}",
+            f"{r['tumour_free_with_mask']} / {r['num_tumour_free']}",
+        ]
+        for r in results
+    ]
+    return markdown_table(header, rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; returns the exit status (1 on a missing or unreadable run)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="evaluate output_dir(s), run with the limit and largest off")
+    parser.add_argument("--limits-ml", type=float, nargs="+", default=list(DEFAULT_LIMITS_ML), help="limits to try")
+    parser.add_argument("--json", type=Path, help="also write the figures (with per-case results) to this new file")
+    args = parser.parse_args(argv)
+    if args.json is not None and args.json.exists():
+        print(f"speck_limit: error: {args.json} exists; it is not overwritten.", file=sys.stderr)
+        return 1
+    try:
+        cases = [case for run in args.runs for case in load_run(run)]
+    except (OSError, ValueError) as error:
+        print(f"speck_limit: error: {error}", file=sys.stderr)
+        return 1
+    results = score_limits(cases, args.limits_ml)
+    best = max(results, key=lambda r: r["score"])
+    echo(render(results))
+    echo(f"\n{len(cases)} scans; highest score at min_tumour_volume_ml {best['min_tumour_volume_ml']:g}.")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"runs": [str(r) for r in args.runs], "limits": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
