@@ -62,6 +62,12 @@ def test_each_limit_is_scored_as_the_config_post_processes(run: Path) -> None:
     assert [c["case"] for c in by_limit[0.2]["cases"]] == ["tumour", "free"]
 
 
+def test_a_mask_off_its_reference_grid_is_refused(run: Path) -> None:
+    nib.save(nib.Nifti1Image(np.zeros((30, 30, 29), np.uint8), AFFINE), run / "predictions" / "free_seg.nii.gz")
+    with pytest.raises(ValueError, match=r"free_seg\.nii\.gz: not on the grid of its reference"):
+        load_run(run)
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vestibular_spvpa.speck_limit", *args],
