@@ -55,8 +55,8 @@ def _vestibular_dataset(
     """
     if spacing_scale <= 0 or max_voxels <= 0:
         raise ValueError(f"spacing_scale and max_voxels must be positive, got {spacing_scale} and {max_voxels}.")
+    check_tumour_mix(no_tumour_probability, tumour_volume_ml)
     volume_range = (float(tumour_volume_ml[0]), float(tumour_volume_ml[1]))
-    check_tumour_mix(no_tumour_probability, volume_range)
     mix: dict[str, Any] = {}
     if no_tumour_probability != NO_TUMOUR_PROBABILITY:
         mix["no_tumour_probability"] = float(no_tumour_probability)

@@ -4,7 +4,7 @@ effect, and the axial slab acquisition that contains it."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,13 +54,14 @@ _SLAB_MARGIN_MM = 2.0
 _MAX_ACQUISITION_ATTEMPTS = 1000
 
 
-def check_tumour_mix(no_tumour_probability: float, tumour_volume_ml: tuple[float, float]) -> None:
+def check_tumour_mix(no_tumour_probability: float, tumour_volume_ml: Sequence[float]) -> None:
     """Raises ``ValueError`` unless ``no_tumour_probability`` is in [0, 1] and ``tumour_volume_ml`` is a range
     ``(low, high)`` inside :data:`TARGET_VOLUME_RANGE_ML`."""
     if not 0.0 <= no_tumour_probability <= 1.0:
         raise ValueError(f"no_tumour_probability must be in [0, 1], got {no_tumour_probability}.")
-    low, high = tumour_volume_ml
-    if not TARGET_VOLUME_RANGE_ML[0] <= low <= high <= TARGET_VOLUME_RANGE_ML[1]:
+    if len(tumour_volume_ml) != 2 or not (
+        TARGET_VOLUME_RANGE_ML[0] <= tumour_volume_ml[0] <= tumour_volume_ml[1] <= TARGET_VOLUME_RANGE_ML[1]
+    ):
         raise ValueError(
             f"tumour_volume_ml must be a range (low, high) within {TARGET_VOLUME_RANGE_ML} ml, got {tumour_volume_ml}."
         )

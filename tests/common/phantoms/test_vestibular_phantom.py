@@ -107,6 +107,7 @@ def test_tumour_mix_draws_tiny_tumours_and_tumour_free_scans_on_the_same_anatomy
         {"tumour_volume_ml": (0.5, 0.2)},
         {"tumour_volume_ml": (0.01, 0.2)},
         {"tumour_volume_ml": (1.0, 20.0)},
+        {"tumour_volume_ml": (0.1,)},
     ],
 )
 def test_invalid_tumour_mix_is_refused(mix: dict, tmp_path: Path) -> None:
