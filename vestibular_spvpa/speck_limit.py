@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, KeepLargestConnectedComponentd
+from monai.transforms.utils import generate_spatial_bounding_box
 
 from common.benchmarking.report import markdown_table
 from common.console import echo
@@ -84,9 +85,11 @@ def _crop(foreground: np.ndarray, affine: np.ndarray) -> tuple[tuple[slice, ...]
     Components, volumes, Dice and surface distances are the same on the crop as on the whole grid (the one-voxel rim
     keeps every surface voxel's neighbours), and a 512 x 512 x 80 scan shrinks to the tumour's few thousand voxels.
     """
-    found = np.argwhere(foreground)
-    low = np.maximum(found.min(axis=0) - 1, 0) if found.size else np.zeros(foreground.ndim, dtype=int)
-    high = np.minimum(found.max(axis=0) + 2, foreground.shape) if found.size else np.ones(foreground.ndim, dtype=int)
+    if foreground.any():
+        start, end = generate_spatial_bounding_box(foreground[None], margin=1)
+        low, high = np.asarray(start), np.asarray(end)
+    else:  # nothing to score: one voxel
+        low, high = np.zeros(foreground.ndim, dtype=int), np.ones(foreground.ndim, dtype=int)
     shifted = affine.copy()
     shifted[:3, 3] = affine[:3, :3] @ low + affine[:3, 3]
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high)), shifted
