@@ -31,9 +31,12 @@ from common.data.datalist import find_cases
 from common.flags import as_flag
 from common.transforms.check_image import UNREADABLE, CheckImaged, error_reason
 
-__all__ = ["DatasetReport", "check_cases", "check_dataset", "check_training_data", "checked_cases", "main"]
+__all__ = ["LEFT_OUT", "DatasetReport", "check_cases", "check_dataset", "check_training_data", "checked_cases", "main"]
 
 logger = logging.getLogger(__name__)
+
+#: Last line of :func:`checked_cases`' warning, after the report of the cases it leaves out.
+LEFT_OUT = "These cases are left out."
 
 
 @dataclass
@@ -170,7 +173,7 @@ def checked_cases(cases: Sequence[Mapping[str, str]], checker: CheckImaged) -> l
     """
     report = check_cases(cases, checker)
     if report.problems:
-        logger.warning(f"{report}\nThese cases are left out.")
+        logger.warning(f"{report}\n{LEFT_OUT}")
     bad = set(report.bad_cases)
     return [case for case in cases if str(case[checker.reference_key or "image"]) not in bad]
 

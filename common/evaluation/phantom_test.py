@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import shlex
 import sys
 import time
@@ -23,6 +24,7 @@ from typing import Any
 
 from common.benchmarking.report import markdown_table, replace_marked_section
 from common.console import echo
+from common.data.check import LEFT_OUT
 from common.training.bundle_runner import run_bundle_process
 
 __all__ = ["MARKERS", "build_parser", "evaluate_on_test_set", "markdown_table", "publish", "read_rows"]
@@ -30,8 +32,9 @@ __all__ = ["MARKERS", "build_parser", "evaluate_on_test_set", "markdown_table", 
 #: Model-card markers around the generated section.
 MARKERS = ("<!-- phantom-test:start -->", "<!-- phantom-test:end -->")
 
-#: ``eval_data`` override: every case of the dataset's ``test`` section.
-TEST_SECTION = "$common.data.find_cases(@dataset_dir, section='test')"
+#: ``eval_data`` override: every case of the dataset's ``test`` section that passes the pipeline's input checks (the
+#: others are logged and left out, so one bad phantom does not stop the test).
+TEST_SECTION = "$common.data.checked_cases(common.data.find_cases(@dataset_dir, section='test'), @image_check)"
 
 
 def build_parser(description: str, bundle_root: Path, num_cases: int = 24) -> argparse.ArgumentParser:
@@ -80,7 +83,17 @@ def evaluate_on_test_set(
         raise RuntimeError(
             f"{shlex.join(cli)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
+    left_out = left_out_report(proc.stdout + proc.stderr)
+    if left_out:
+        echo(f"{dataset_dir}: {left_out}", file=sys.stderr)
     return read_rows(Path(output_dir) / "case_metrics.csv"), seconds, shlex.join(cli)
+
+
+def left_out_report(log: str) -> str | None:
+    """The report of the cases that :func:`common.data.checked_cases` left out, cut from a run's ``log``; ``None`` if
+    it left none out."""
+    match = re.search(rf"\d+ of \d+ case\(s\) have problems:.*?{re.escape(LEFT_OUT)}", log, re.S)
+    return match.group(0) if match else None
 
 
 def publish(results: dict[str, Any], markdown: str, output: Path, card: Path | None) -> None:

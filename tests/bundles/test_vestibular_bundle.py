@@ -31,7 +31,9 @@ from monai.data import MetaTensor, list_data_collate
 from monai.transforms import Compose, KeepLargestConnectedComponentd
 from monai.utils import set_determinism
 
-from common.evaluation.phantom_test import read_rows
+from common.data import find_cases
+from common.data.check import LEFT_OUT
+from common.evaluation.phantom_test import evaluate_on_test_set, read_rows
 from common.phantoms.bad_inputs import DUPLICATE_ORIGINAL, write_bad_inputs
 from common.transforms import RemoveSmallLesionsd
 
@@ -251,16 +253,32 @@ def test_evaluate_reports_dice_assd_hd95_rve_on_original_grid(trained, vestibula
     assert (trained / "evaluation" / "case_metrics.csv").is_file()
 
 
-def test_speck_limit_reproduces_the_evaluate_post_processing_past_a_bad_case(trained, vestibular_phantoms, tmp_path):
-    """``vestibular_spvpa.speck_limit`` on a run with the limit and the largest component off gives, at the config's
-    limit, each case's Dice of a run with the config's post-processing; ``checked_cases`` leaves a broken case out."""
-    dataset = tmp_path / "dataset"
-    shutil.copytree(vestibular_phantoms, dataset)
+def _with_broken_test_case(phantoms: Path, dataset: Path) -> Path:
+    """A copy of ``phantoms`` at ``dataset`` whose test section also lists an unreadable image and label."""
+    shutil.copytree(phantoms, dataset)
     for folder in ("imagesTs", "labelsTs"):
         (dataset / folder / "broken.nii.gz").write_bytes(b"not an image")
     datalist = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
     datalist["test"].append({"image": "./imagesTs/broken.nii.gz", "label": "./labelsTs/broken.nii.gz"})
     (dataset / "dataset.json").write_text(json.dumps(datalist), encoding="utf-8")
+    return dataset
+
+
+def test_phantom_test_scores_the_good_cases_and_names_a_bad_one(trained, vestibular_phantoms, tmp_path, capsys):
+    """The phantom test's evaluation goes on past a test case that fails the input checks and says which it left."""
+    dataset = _with_broken_test_case(vestibular_phantoms, tmp_path / "dataset")
+    overrides = {**TINY_VESTIBULAR, "ckpt_path": str(trained / "models" / "model.pt")}
+    rows, _, _ = evaluate_on_test_set(bundle_dir(BUNDLE), dataset, tmp_path / "out", overrides)
+    good = [Path(case["image"]).name.removesuffix(".nii.gz") for case in find_cases(str(vestibular_phantoms))]
+    assert [row["case"] for row in rows] == good
+    err = capsys.readouterr().err
+    assert str(dataset / "imagesTs" / "broken.nii.gz") in err and LEFT_OUT in err
+
+
+def test_speck_limit_reproduces_the_evaluate_post_processing_past_a_bad_case(trained, vestibular_phantoms, tmp_path):
+    """``vestibular_spvpa.speck_limit`` on a run with the limit and the largest component off gives, at the config's
+    limit, each case's Dice of a run with the config's post-processing; ``checked_cases`` leaves a broken case out."""
+    dataset = _with_broken_test_case(vestibular_phantoms, tmp_path / "dataset")
     every_case = (
         "$common.data.checked_cases(common.data.find_cases(@dataset_dir, section='test') "
         "+ common.data.find_cases(@dataset_dir, section='training'), @image_check)"
