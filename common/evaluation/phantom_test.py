@@ -90,10 +90,13 @@ def evaluate_on_test_set(
 
 
 def left_out_report(log: str) -> str | None:
-    """The report of the cases that :func:`common.data.checked_cases` left out, cut from a run's ``log``; ``None`` if
-    it left none out."""
-    match = re.search(rf"\d+ of \d+ case\(s\) have problems:.*?{re.escape(LEFT_OUT)}", log, re.S)
-    return match.group(0) if match else None
+    """The report of the cases that :func:`common.data.checked_cases` left out, cut from a run's ``log`` (the last
+    dataset report before its closing line); ``None`` if it left none out."""
+    end = log.find(LEFT_OUT)
+    if end < 0:
+        return None
+    starts = [m.start() for m in re.finditer(r"\d+ of \d+ case\(s\) have problems:", log[:end])]
+    return log[starts[-1] if starts else end : end + len(LEFT_OUT)]
 
 
 def publish(results: dict[str, Any], markdown: str, output: Path, card: Path | None) -> None:

@@ -185,7 +185,7 @@ def test_vestibular_world_box_overrides_the_localiser(vestibular_case, tmp_path)
 
 def test_vestibular_post_processing_keeps_one_tumour_without_specks(vestibular_case, tmp_path):
     """At a low threshold the fine network's faint responses become extra components: keep_largest_component keeps the
-    largest, min_tumour_volume_ml (here 0.02; the default is 0.04) drops those under 0.02 ml and keeps the others."""
+    largest, min_tumour_volume_ml (here 0.02; the default is 0.03) drops those under 0.02 ml and keeps the others."""
     centre = _tumour_centre_mm(vestibular_case)
     runs = {"all": (False, 0), "largest": (True, 0), "no specks": (False, 0.02)}
     masks, reports = {}, {}

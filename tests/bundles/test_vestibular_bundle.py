@@ -101,19 +101,21 @@ def test_keep_largest_component_switch(configs, workflow_type, key, keep, vestib
 )
 @pytest.mark.parametrize("min_ml", [None, 0])
 def test_min_tumour_volume_switch(configs, workflow_type, key, min_ml, vestibular_phantoms):
-    """min_tumour_volume_ml (default 0.04 ml) drops smaller components, measured in mm^3 on the mask's own grid;
+    """min_tumour_volume_ml (default 0.03 ml) drops smaller components, measured in mm^3 on the mask's own grid;
     0 keeps them. (The shipped-weights tests run it on a real scan.)"""
     overrides = {} if min_ml is None else {"min_tumour_volume_ml": min_ml}
     transforms = _postprocessing(configs, workflow_type, key, vestibular_phantoms, **overrides)
     (remover,) = [t for t in transforms if isinstance(t, RemoveSmallLesionsd)]
-    mask = torch.zeros(1, 12, 12, 12)
+    mask = torch.zeros(1, 16, 12, 12)
     mask[0, 1:4, 1:4, 1:5] = 1  # 36 voxels of 0.4 x 0.4 x 1.5 mm: 8.6 mm^3, a speck
     mask[0, 6:11, 6:11, 6:9] = 1  # 75 voxels: 18 mm^3
     mask[0, 6:11, 6:11, 10:12] = 1  # 50 more, not 26-connected to the 75: 12 mm^3
     mask[0, 1:5, 7:12, 3:12] = 1  # 180 voxels: 43.2 mm^3, kept
+    mask[0, 12:15, 1:11, 1:6] = 1  # 150 voxels: 36 mm^3, kept (0.4.8's 0.04 ml dropped it)
     grid = MetaTensor(mask, affine=torch.diag(torch.tensor([0.4, 0.4, 1.5, 1.0], dtype=torch.float64)))
     kept = remover({"mask": grid})["mask"]
-    assert int(kept.sum()) == (180 if min_ml is None else 341) and kept[0, 1:5, 7:12, 3:12].all()
+    assert int(kept.sum()) == (330 if min_ml is None else 491) and kept[0, 1:5, 7:12, 3:12].all()
+    assert kept[0, 12:15, 1:11, 1:6].all()
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +151,11 @@ CPU_RECIPES = {
         (("cpu_finetune",), {"train_patch_size": [32, 32, 8]}),
         (("cpu_refine",), {}),
     ),
-    "localiser": ((("train", "localiser_train"), {}), (("localiser_refine",), {})),
+    "localiser": (
+        (("train", "localiser_train"), {}),
+        (("localiser_refine",), {}),
+        (("localiser_tiny",), {"tiny_dir": "$@dataset_dir"}),  # the tiny phantoms stand in for the tiny-tumour mix
+    ),
 }
 TINY_LOCALISER = {"localiser_spacing": [8.0, 8.0, 8.0], "localiser_channels": [2, 4, 8]}
 
@@ -184,14 +190,14 @@ def test_cpu_recipe_stages_train_and_hand_their_weights_on(recipe, vestibular_ph
 
 
 @pytest.mark.parametrize(("configs", "workflow_type"), [(["inference"], "infer"), (["train", "evaluate"], "train")])
-def test_missing_localiser_weights_message_gives_both_stages(configs, workflow_type):
-    """Without models/localiser.pt, inference quotes the two runs that make it (require_weights prints this)."""
-    (first, _), (second, _) = CPU_RECIPES["localiser"]
+def test_missing_localiser_weights_message_gives_every_stage(configs, workflow_type):
+    """Without models/localiser.pt, inference quotes the three runs that make it (require_weights prints this)."""
+    (first, _), (second, _), (third, _) = CPU_RECIPES["localiser"]
     parser = workflow(BUNDLE, configs, workflow_type, bundle_root="/b").parser
     runs = parser.get_parsed_content("localiser_train_command").split(" && ")
     assert runs == [
         f'python -m monai.bundle run --bundle_root /b --config_file "{[f"/b/configs/{c}.json" for c in stages]}"'
-        for stages in (first, first + second)
+        for stages in (first, first + second, first + second + third)
     ]
 
 
