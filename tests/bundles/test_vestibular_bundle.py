@@ -33,6 +33,7 @@ from monai.utils import set_determinism
 
 from common.data import find_cases
 from common.data.check import LEFT_OUT
+from common.evaluation.metrics import case_name
 from common.evaluation.phantom_test import evaluate_on_test_set, read_rows
 from common.phantoms.bad_inputs import DUPLICATE_ORIGINAL, write_bad_inputs
 from common.transforms import RemoveSmallLesionsd
@@ -275,7 +276,7 @@ def test_phantom_test_scores_the_good_cases_and_names_a_bad_one(trained, vestibu
     dataset = _with_broken_test_case(vestibular_phantoms, tmp_path / "dataset")
     overrides = {**TINY_VESTIBULAR, "ckpt_path": str(trained / "models" / "model.pt")}
     rows, _, _ = evaluate_on_test_set(bundle_dir(BUNDLE), dataset, tmp_path / "out", overrides)
-    good = [Path(case["image"]).name.removesuffix(".nii.gz") for case in find_cases(str(vestibular_phantoms))]
+    good = [case_name(case["image"]) for case in find_cases(str(vestibular_phantoms))]
     assert [row["case"] for row in rows] == good
     err = capsys.readouterr().err
     assert str(dataset / "imagesTs" / "broken.nii.gz") in err and LEFT_OUT in err
