@@ -203,7 +203,11 @@ def run_benchmark(spec: BundleBenchmark, options: argparse.Namespace, work_dir: 
         return values.get_parsed_content(item)
 
     if options.ckpt:
-        ckpt, weights = Path(options.ckpt), f"trained weights from {options.ckpt}"
+        ckpt = Path(options.ckpt)
+        values["ckpt_path"] = str(ckpt)
+        members = get("ensemble_checkpoints") if "ensemble_checkpoints" in values else []
+        weights = f"trained weights from {' and '.join(map(str, members or [ckpt]))}"
+        weights += ", the mean softmax of the files (the bundle's default ensemble)" if len(members) > 1 else ""
     else:
         torch.manual_seed(options.seed)
         ckpt = work_dir / "model.pt"

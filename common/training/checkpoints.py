@@ -70,7 +70,7 @@ def _restore_hint(entry: Mapping[str, Any], path: str) -> str:
     return f"Restore the shipped file (git checkout -- {path})"
 
 
-def require_weights(path: str, train_command: str, large_files: str | None = None) -> str:
+def require_weights(path: str, train_command: str, large_files: str | None = None, key: str = "ckpt_path") -> str:
     """Return ``path`` if it is a file whose hash matches its ``large_files`` entry; otherwise stop with a message.
 
     Weights with no entry (those you train yourself) are used as they are, and the log says so.
@@ -79,6 +79,7 @@ def require_weights(path: str, train_command: str, large_files: str | None = Non
         path: expected checkpoint (a state dict saved by the bundle's train config).
         train_command: the command that trains this bundle, quoted in the message.
         large_files: the bundle's ``large_files.yml``; None skips the hash check.
+        key: the config key that names ``path``, which the messages tell a user to point at other weights.
 
     Raises:
         SystemExit: when the file does not exist or its hash differs from the recorded one, so ``monai.bundle run``
@@ -89,7 +90,7 @@ def require_weights(path: str, train_command: str, large_files: str | None = Non
             f"No trained weights at {os.path.abspath(path)}.\n"
             f"Train them with:\n    {train_command}\n"
             "which saves the best checkpoint there, or put a state dict saved from this network at that path "
-            "(or point --ckpt_path at it)."
+            f"(or point --{key} at it)."
         )
     entry = recorded_hash(path, large_files) if large_files else None
     if entry is None:
@@ -101,21 +102,22 @@ def require_weights(path: str, train_command: str, large_files: str | None = Non
         raise SystemExit(
             f"{os.path.abspath(path)}: {hash_type} is {actual} but {large_files} records {entry['hash_val']}: the file "
             f"is corrupt, incomplete or not the published weights. {_restore_hint(entry, path)}; "
-            "for weights of your own, save them elsewhere and point --ckpt_path at them."
+            f"for weights of your own, save them elsewhere and point --{key} at them."
         )
     logger.info(f"{path}: {hash_type} matches {large_files}.")
     return path
 
 
 def load_weights(
-    network: torch.nn.Module, path: str, train_command: str, large_files: str | None = None
+    network: torch.nn.Module, path: str, train_command: str, large_files: str | None = None, key: str = "ckpt_path"
 ) -> torch.nn.Module:
-    """``network`` with the verified weights of ``path`` (:func:`require_weights`) loaded, strictly.
+    """``network`` with the verified weights of ``path`` (:func:`require_weights`, which ``key`` goes to) loaded,
+    strictly.
 
     ``path`` holds a state dict, or a checkpoint with the state dict under ``"model"`` (as ``CheckpointLoader``
     reads them); it is loaded with ``weights_only=True``.
     """
-    state = torch.load(require_weights(path, train_command, large_files), map_location="cpu", weights_only=True)
+    state = torch.load(require_weights(path, train_command, large_files, key), map_location="cpu", weights_only=True)
     if isinstance(state.get("model"), Mapping):
         state = state["model"]
     network.load_state_dict(state)

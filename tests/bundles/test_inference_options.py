@@ -25,7 +25,10 @@ def test_flip_tta_and_ensemble_keys(bundle, configs, inferer_id, base, flips, tm
     default = workflow(bundle, configs, "infer", **root).parser.get_parsed_content(inferer_id)
     assert isinstance(default, EnsembleFlipInferer) and isinstance(default.inferer, PrecisionInferer)
     assert isinstance(default.inferer.inferer, base)
-    assert default.flips == [] and default.checkpoints == []  # off by default: the wrapped inferer alone
+    assert default.flips == []  # off by default
+    # the vestibular fine network averages its two shipped weight files by default; the meningioma network is alone
+    shipped = [str(bundle_dir(bundle) / "models" / name) for name in ("model.pt", "model_tiny.pt")]
+    assert default.checkpoints == (shipped if bundle == "vestibular_spvpa" else [])
     models = [str(tmp_path / f"fold{f}.pt") for f in range(2)]
     for path in models:
         torch.save({}, path)
@@ -34,6 +37,20 @@ def test_flip_tta_and_ensemble_keys(bundle, configs, inferer_id, base, flips, tm
     assert tta.flips == flips and tta.checkpoints == models
     handlers = "handlers" if configs == ["inference"] else "validate#handlers"
     assert parser.get_parsed_content(f"{handlers}#0#load_path") == models[0]  # the network is the first member
+
+
+@pytest.mark.parametrize("configs", [["inference"], ["train", "evaluate"]])
+def test_vestibular_weights_of_your_own_run_alone_unless_paired(configs, tmp_path):
+    """The shipped fourth-stage weights join only the shipped model.pt (a ckpt_path that large_files.yml lists), so
+    weights trained elsewhere, or in MONAI Label's copy of the bundle, are never averaged with them by surprise."""
+    own, pair = str(tmp_path / "model.pt"), str(tmp_path / "pair.pt")
+    for path in (own, pair):
+        torch.save({}, path)
+    root = {"bundle_root": str(bundle_dir("vestibular_spvpa"))}
+    alone = workflow("vestibular_spvpa", configs, "infer", ckpt_path=own, **root).parser
+    assert alone.get_parsed_content("fine_inferer").checkpoints == []
+    paired = workflow("vestibular_spvpa", configs, "infer", ckpt_path=own, tiny_ckpt_path=pair, **root).parser
+    assert paired.get_parsed_content("fine_inferer").checkpoints == [own, pair]
 
 
 def test_vestibular_inference_is_coarse_to_fine_unless_localise_false_or_a_box_is_given():

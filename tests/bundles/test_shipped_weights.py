@@ -6,6 +6,7 @@ These tests fail with random weights (each has a control that shows it), so they
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -28,7 +29,10 @@ def _recorded(bundle: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("bundle", "files"),
-    [("meningioma_agunet", ["models/model.pt"]), ("vestibular_spvpa", ["models/model.pt", "models/localiser.pt"])],
+    [
+        ("meningioma_agunet", ["models/model.pt"]),
+        ("vestibular_spvpa", ["models/model.pt", "models/model_tiny.pt", "models/localiser.pt"]),
+    ],
 )
 def test_shipped_weights_match_their_recorded_sha256_and_load_as_state_dicts(bundle, files):
     recorded = _recorded(bundle)
@@ -157,6 +161,39 @@ def test_vestibular_weights_localise_and_segment_an_unseen_phantom(vestibular_ca
     assert report["dice_vs_reference"] >= 0.6, report
 
 
+#: The files a copy of the vestibular bundle needs for its default inference.
+VESTIBULAR_SHIPPED = ("large_files.yml", "models/localiser.pt", "models/model.pt", "models/model_tiny.pt")
+
+
+@pytest.mark.parametrize("damage", ["none", "missing", "altered"])
+def test_vestibular_default_averages_both_shipped_networks_and_checks_each(vestibular_case, tmp_path, damage):
+    """The default fine network is the mean of models/model.pt and models/model_tiny.pt: each is checked against
+    large_files.yml, and a missing or altered model_tiny.pt stops the run before any case, with a message that names
+    the file, what to do, and the key that points elsewhere."""
+    root = tmp_path / "bundle"
+    shutil.copytree(bundle_dir("vestibular_spvpa") / "configs", root / "configs")
+    for name in VESTIBULAR_SHIPPED:
+        (root / name).parent.mkdir(exist_ok=True)
+        shutil.copyfile(bundle_dir("vestibular_spvpa") / name, root / name)
+    tiny = root / "models" / "model_tiny.pt"
+    if damage == "missing":
+        tiny.unlink()
+    elif damage == "altered":
+        state = torch.load(tiny, weights_only=True)
+        torch.save({k: v + 1e-3 if v.is_floating_point() else v for k, v in state.items()}, tiny)
+    out = tmp_path / "out"
+    cli = {"bundle_root": str(root), "dataset_dir": str(vestibular_case), "output_dir": str(out)}
+    proc = monai_bundle("run", "--config_file", str(root / "configs" / "inference.json"), overrides=cli, check=False)
+    log = proc.stdout + proc.stderr
+    expected = {
+        "none": ["model.pt: sha256 matches", "model_tiny.pt: sha256 matches"],
+        "missing": [f"No trained weights at {tiny}", "configs/cpu_tiny.json", "--tiny_ckpt_path"],
+        "altered": [f"{tiny}: sha256 is", "git checkout -- ", "--tiny_ckpt_path"],
+    }[damage]
+    assert all(text in log for text in expected), log[-3000:]
+    assert (proc.returncode == 0) == (damage == "none") and any(out.glob("*_seg.nii.gz")) == (damage == "none")
+
+
 def test_vestibular_random_localiser_does_not_find_the_tumour(vestibular_case, tmp_path):
     from monai.networks.nets import UNet
 
@@ -185,7 +222,7 @@ def test_vestibular_world_box_overrides_the_localiser(vestibular_case, tmp_path)
 
 def test_vestibular_post_processing_keeps_one_tumour_without_specks(vestibular_case, tmp_path):
     """At a low threshold the fine network's faint responses become extra components: keep_largest_component keeps the
-    largest, min_tumour_volume_ml (here 0.02; the default is 0.03) drops those under 0.02 ml and keeps the others."""
+    largest, min_tumour_volume_ml (here 0.02; the default is 0.05) drops those under 0.02 ml and keeps the others."""
     centre = _tumour_centre_mm(vestibular_case)
     runs = {"all": (False, 0), "largest": (True, 0), "no specks": (False, 0.02)}
     masks, reports = {}, {}

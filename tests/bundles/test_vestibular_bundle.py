@@ -102,21 +102,21 @@ def test_keep_largest_component_switch(configs, workflow_type, key, keep, vestib
 )
 @pytest.mark.parametrize("min_ml", [None, 0])
 def test_min_tumour_volume_switch(configs, workflow_type, key, min_ml, vestibular_phantoms):
-    """min_tumour_volume_ml (default 0.03 ml) drops smaller components, measured in mm^3 on the mask's own grid;
+    """min_tumour_volume_ml (default 0.05 ml) drops smaller components, measured in mm^3 on the mask's own grid;
     0 keeps them. (The shipped-weights tests run it on a real scan.)"""
     overrides = {} if min_ml is None else {"min_tumour_volume_ml": min_ml}
     transforms = _postprocessing(configs, workflow_type, key, vestibular_phantoms, **overrides)
     (remover,) = [t for t in transforms if isinstance(t, RemoveSmallLesionsd)]
-    mask = torch.zeros(1, 16, 12, 12)
+    mask = torch.zeros(1, 16, 12, 20)
     mask[0, 1:4, 1:4, 1:5] = 1  # 36 voxels of 0.4 x 0.4 x 1.5 mm: 8.6 mm^3, a speck
     mask[0, 6:11, 6:11, 6:9] = 1  # 75 voxels: 18 mm^3
     mask[0, 6:11, 6:11, 10:12] = 1  # 50 more, not 26-connected to the 75: 12 mm^3
-    mask[0, 1:5, 7:12, 3:12] = 1  # 180 voxels: 43.2 mm^3, kept
-    mask[0, 12:15, 1:11, 1:6] = 1  # 150 voxels: 36 mm^3, kept (0.4.8's 0.04 ml dropped it)
+    mask[0, 1:5, 7:12, 3:12] = 1  # 180 voxels: 43.2 mm^3 (0.4.9's 0.03 ml kept it)
+    mask[0, 12:15, 1:11, 1:6] = 1  # 150 voxels: 36 mm^3 (0.4.9's 0.03 ml kept it)
+    mask[0, 1:7, 1:11, 14:18] = 1  # 240 voxels: 57.6 mm^3, kept
     grid = MetaTensor(mask, affine=torch.diag(torch.tensor([0.4, 0.4, 1.5, 1.0], dtype=torch.float64)))
     kept = remover({"mask": grid})["mask"]
-    assert int(kept.sum()) == (330 if min_ml is None else 491) and kept[0, 1:5, 7:12, 3:12].all()
-    assert kept[0, 12:15, 1:11, 1:6].all()
+    assert int(kept.sum()) == (240 if min_ml is None else 731) and kept[0, 1:7, 1:11, 14:18].all()
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +151,12 @@ CPU_RECIPES = {
         (("train", "cpu_train"), {"train_patch_size": [16, 16, 4]}),
         (("cpu_finetune",), {"train_patch_size": [32, 32, 8]}),
         (("cpu_refine",), {}),
+        (("tiny_mix", "cpu_tiny"), {"tiny_dir": "$@dataset_dir"}),  # the tiny phantoms stand in for the tiny mix
     ),
     "localiser": (
         (("train", "localiser_train"), {}),
         (("localiser_refine",), {}),
-        (("localiser_tiny",), {"tiny_dir": "$@dataset_dir"}),  # the tiny phantoms stand in for the tiny-tumour mix
+        (("tiny_mix", "localiser_tiny"), {"tiny_dir": "$@dataset_dir"}),
     ),
 }
 TINY_LOCALISER = {"localiser_spacing": [8.0, 8.0, 8.0], "localiser_channels": [2, 4, 8]}
@@ -187,19 +188,28 @@ def test_cpu_recipe_stages_train_and_hand_their_weights_on(recipe, vestibular_ph
             end = torch.load(saved[-1], weights_only=True)
             assert end.keys() == start.keys()
             assert any(not torch.equal(start[k], end[k]) for k in start)  # trained on from there
-    assert Path(saved[-1]).name == {"spvpa": "model.pt", "localiser": "localiser.pt"}[recipe] != Path(saved[0]).name
+    shipped = {"spvpa": "model_tiny.pt", "localiser": "localiser.pt"}[recipe]
+    assert Path(saved[-1]).name == shipped != Path(saved[0]).name
+    if recipe == "spvpa":  # the third stage writes the ensemble's other member, and the fourth leaves it as it was
+        after = torch.load(saved[-2], weights_only=True)
+        assert Path(saved[-2]).name == "model.pt" and all(torch.equal(start[k], after[k]) for k in start)
 
 
 @pytest.mark.parametrize(("configs", "workflow_type"), [(["inference"], "infer"), (["train", "evaluate"], "train")])
-def test_missing_localiser_weights_message_gives_every_stage(configs, workflow_type):
-    """Without models/localiser.pt, inference quotes the three runs that make it (require_weights prints this)."""
+def test_missing_weights_messages_give_the_recipes(configs, workflow_type):
+    """Without models/localiser.pt, inference quotes the three runs that make it; without models/model_tiny.pt, the
+    run of the SpvPA network's fourth stage (require_weights prints these)."""
     (first, _), (second, _), (third, _) = CPU_RECIPES["localiser"]
     parser = workflow(BUNDLE, configs, workflow_type, bundle_root="/b").parser
     runs = parser.get_parsed_content("localiser_train_command").split(" && ")
-    assert runs == [
-        f'python -m monai.bundle run --bundle_root /b --config_file "{[f"/b/configs/{c}.json" for c in stages]}"'
-        for stages in (first, first + second, first + second + third)
-    ]
+    assert runs == [_command(stages) for stages in (first, first + second, first + second + third)]
+    spvpa_stages = sum((stages for stages, _ in CPU_RECIPES["spvpa"]), ())
+    assert parser.get_parsed_content("tiny_train_command") == _command(spvpa_stages)
+
+
+def _command(stages: tuple[str, ...]) -> str:
+    """The ``monai.bundle run`` of the overlay ``stages`` in a bundle at /b."""
+    return f'python -m monai.bundle run --bundle_root /b --config_file "{[f"/b/configs/{c}.json" for c in stages]}"'
 
 
 def test_finetune_crops_of_all_three_kinds_collate_into_one_batch(vestibular_phantoms):
