@@ -1,4 +1,5 @@
-"""Choose the speck limit (``min_tumour_volume_ml``) on held-out scans: ``python -m vestibular_spvpa.speck_limit RUN``.
+"""Choose the speck limit (``min_tumour_volume_ml``), the threshold and the confidence limit on held-out scans:
+``python -m vestibular_spvpa.speck_limit RUN``.
 
 Each RUN is the ``output_dir`` of the bundle's evaluate config run with the speck limit and the largest component off
 (``--min_tumour_volume_ml 0 --keep_largest_component false``), so that its saved masks (``predictions/``) are the
@@ -10,15 +11,25 @@ the scans with a tumour, the tumours left with a Dice of 0, the tumour-free scan
 mean over all scans of the Dice for a scan with a tumour and, for a tumour-free scan, 1 for an empty mask and 0
 otherwise.
 
+``--thresholds T ...`` also chooses the ``threshold`` key, the tumour probability from which a voxel is in the mask:
+the run is then made with ``--save_probabilities true`` as well, and each case's saved probability map (8-bit,
+``predictions/<case>_prob.nii.gz``) is cut at each threshold (``>=``, as ``AsDiscreted``) before the limits are
+applied. ``--lesion-thresholds P ...`` chooses the confidence limit too, the ``lesion_threshold`` key: a component
+is kept only if its highest probability reaches P (:class:`common.transforms.RemoveUnconfidentLesionsd`, applied
+between the threshold and the speck limit as the configs apply it; 0 keeps every one). The table has a row per
+threshold, confidence limit and speck limit.
+
 The limit trades tiny tumours for specks: a tumour-free scan's false positive and a tiny tumour's mask can be the same
 size. Choose it on scans that neither training nor any earlier choice has seen, with enough of both (``python -m
 common.phantoms vestibular --tumour-volume-ml 0.06 0.2 --no-tumour-probability 0.35`` makes them), then set
-``--min_tumour_volume_ml``. ``--json OUT`` writes the figures to a file (never over an existing one).
+``--min_tumour_volume_ml`` (and ``--threshold``, ``--lesion_threshold``). ``--json OUT`` writes the figures to a file
+(never over an existing one).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -30,14 +41,14 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Compose, KeepLargestConnectedComponentd
+from monai.transforms import AsDiscreted, Compose, Identityd, KeepLargestConnectedComponentd
 from monai.transforms.utils import generate_spatial_bounding_box
 
 from common.benchmarking.report import markdown_table
 from common.console import echo
 from common.evaluation.metrics.segmentation import dice, relative_volume_error, surface_distances_mm
 from common.evaluation.phantom_test import read_rows
-from common.transforms import RemoveSmallLesionsd
+from common.transforms import RemoveSmallLesionsd, RemoveUnconfidentLesionsd
 
 __all__ = ["DEFAULT_LIMITS_ML", "load_run", "main", "score_limits"]
 
@@ -45,16 +56,21 @@ __all__ = ["DEFAULT_LIMITS_ML", "load_run", "main", "score_limits"]
 DEFAULT_LIMITS_ML = (0.0, 0.02, 0.03, 0.04, 0.05, 0.06)
 
 
-def load_run(run: str | Path) -> list[tuple[str, MetaTensor, np.ndarray, np.ndarray]]:
-    """The cases of an evaluation run: ``(case, raw mask (1, H, W, D) with its affine, reference mask, affine)``.
+def load_run(
+    run: str | Path, min_threshold: float | None = None
+) -> list[tuple[str, MetaTensor, np.ndarray, np.ndarray]]:
+    """The cases of an evaluation run: ``(case, raw output (1, H, W, D) with its affine, reference mask, affine)``.
 
-    Each case is cropped to its mask and reference (see :func:`_crop`).
+    The raw output is the saved mask, or with ``min_threshold`` the saved probability map. Each case is cropped to its
+    reference and its mask (the voxels of a probability map that reach ``min_threshold``; see :func:`_crop`).
 
     Raises:
-        FileNotFoundError: the run has no ``case_metrics.csv``, or a case's mask, report or reference is missing.
+        FileNotFoundError: the run has no ``case_metrics.csv``, or a case's mask (probability map), report or
+            reference is missing.
         ValueError: a report names no reference (the run was not an evaluation against labels), or a mask is not on
             its reference's grid.
     """
+    suffix = "seg" if min_threshold is None else "prob"
     run = Path(run)
     csv_path = run / "case_metrics.csv"
     if not csv_path.is_file():
@@ -62,7 +78,8 @@ def load_run(run: str | Path) -> list[tuple[str, MetaTensor, np.ndarray, np.ndar
     cases = []
     for row in read_rows(csv_path):
         case = row["case"]
-        mask_path, report_path = run / "predictions" / f"{case}_seg.nii.gz", run / "reports" / f"{case}_report.json"
+        mask_path = run / "predictions" / f"{case}_{suffix}.nii.gz"
+        report_path = run / "reports" / f"{case}_report.json"
         for path in (mask_path, report_path):
             if not path.is_file():
                 raise FileNotFoundError(f"{run}: {path.name} of case {case} is missing.")
@@ -70,12 +87,18 @@ def load_run(run: str | Path) -> list[tuple[str, MetaTensor, np.ndarray, np.ndar
         if not reference:
             raise ValueError(f"{report_path}: names no reference label.")
         saved, label = nib.load(mask_path), nib.load(reference)
-        raw, ref = np.asarray(saved.dataobj) > 0, np.asarray(label.dataobj) > 0.5
+        ref = np.asarray(label.dataobj) > 0.5
+        if min_threshold is None:
+            raw = torch.from_numpy(np.asarray(saved.dataobj) > 0).to(torch.uint8)
+            found = raw.numpy() > 0
+        else:
+            raw = torch.from_numpy(np.asarray(saved.get_fdata(dtype=np.float32)))
+            found = raw.numpy() >= min_threshold
         if raw.shape != ref.shape or not np.allclose(saved.affine, label.affine, atol=1e-4):
             raise ValueError(f"{mask_path}: not on the grid of its reference {reference}.")
-        box, affine = _crop(raw | ref, label.affine)
-        mask = MetaTensor(torch.from_numpy(raw[box]).to(torch.uint8)[None], affine=torch.as_tensor(affine))
-        cases.append((case, mask, ref[box], affine))
+        box, affine = _crop(found | ref, label.affine)
+        output = MetaTensor(raw[box][None].clone(), affine=torch.as_tensor(affine))
+        cases.append((case, output, ref[box], affine))
     return cases
 
 
@@ -96,20 +119,34 @@ def _crop(foreground: np.ndarray, affine: np.ndarray) -> tuple[tuple[slice, ...]
 
 
 def score_limits(
-    cases: Sequence[tuple[str, MetaTensor, np.ndarray, np.ndarray]], limits_ml: Sequence[float] = DEFAULT_LIMITS_ML
+    cases: Sequence[tuple[str, MetaTensor, np.ndarray, np.ndarray]],
+    limits_ml: Sequence[float] = DEFAULT_LIMITS_ML,
+    thresholds: Sequence[float | None] = (None,),
+    lesion_thresholds: Sequence[float] = (0.0,),
 ) -> list[dict[str, Any]]:
-    """Per speck limit, the figures of the module docstring and the per-case results."""
+    """Per threshold, confidence limit and speck limit, the figures of the module docstring and per-case results.
+
+    A threshold of ``None`` takes the cases' raw outputs as masks (:func:`load_run` without ``min_threshold``);
+    a number cuts their probability maps there.
+
+    Raises:
+        ValueError: a confidence limit above 0 without a threshold (it needs the probability maps).
+    """
+    if None in thresholds and any(lesion_thresholds):
+        raise ValueError("a confidence limit (lesion threshold) needs the probability maps: give thresholds too.")
     results = []
-    for limit in limits_ml:
+    for threshold, lesion_threshold, limit in itertools.product(thresholds, lesion_thresholds, limits_ml):
         postprocess = Compose(
             [
+                AsDiscreted("mask", threshold=threshold) if threshold is not None else Identityd("mask"),
+                RemoveUnconfidentLesionsd("mask", prob_key="prob", min_probability=lesion_threshold),
                 RemoveSmallLesionsd("mask", min_volume_ml=limit),
                 KeepLargestConnectedComponentd("mask", applied_labels=[1], is_onehot=False),
             ]
         )
         per_case = []
         for case, raw, reference, affine in cases:
-            mask = np.asarray(postprocess({"mask": raw})["mask"][0]) > 0
+            mask = np.asarray(postprocess({"mask": raw, "prob": raw})["mask"][0]) > 0
             if reference.any():
                 assd, _ = surface_distances_mm(mask, reference, affine)
                 entry = {
@@ -124,6 +161,8 @@ def score_limits(
         tumours = [c for c in per_case if "dice" in c]
         results.append(
             {
+                "threshold": threshold,
+                "lesion_threshold": float(lesion_threshold),
                 "min_tumour_volume_ml": float(limit),
                 "score": float(np.mean([c["score"] for c in per_case])),
                 "dice_percent": 100 * _mean([c["dice"] for c in tumours]),
@@ -146,8 +185,10 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def render(results: Sequence[dict[str, Any]]) -> str:
-    """The Markdown table of :func:`score_limits`' results."""
+    """The Markdown table of :func:`score_limits`' results (threshold columns when they cut probability maps)."""
+    with_threshold = any(r["threshold"] is not None for r in results)
     header = [
+        *(["threshold", "lesion_threshold"] if with_threshold else []),
         "min_tumour_volume_ml",
         "Score",
         "Dice (%)",
@@ -158,6 +199,7 @@ def render(results: Sequence[dict[str, Any]]) -> str:
     ]
     rows = [
         [
+            *([f"{r['threshold']:g}", f"{r['lesion_threshold']:g}"] if with_threshold else []),
             f"{r['min_tumour_volume_ml']:g}",
             f"{r['score']:.4f}",
             f"{r['dice_percent']:.2f}",
@@ -176,20 +218,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="evaluate output_dir(s), run with the limit and largest off")
     parser.add_argument("--limits-ml", type=float, nargs="+", default=list(DEFAULT_LIMITS_ML), help="limits to try")
+    parser.add_argument(
+        "--thresholds", type=float, nargs="+", help="thresholds to try on the saved probability maps (ties: the first)"
+    )
+    parser.add_argument(
+        "--lesion-thresholds",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="confidence limits to try (with --thresholds; 0 keeps every component)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures (with per-case results) to this new file")
     args = parser.parse_args(argv)
     if args.json is not None and args.json.exists():
         print(f"speck_limit: error: {args.json} exists; it is not overwritten.", file=sys.stderr)
         return 1
     try:
-        cases = [case for run in args.runs for case in load_run(run)]
+        min_threshold = min(args.thresholds) if args.thresholds else None
+        cases = [case for run in args.runs for case in load_run(run, min_threshold)]
+        results = score_limits(cases, args.limits_ml, args.thresholds or [None], args.lesion_thresholds)
     except (OSError, ValueError) as error:
         print(f"speck_limit: error: {error}", file=sys.stderr)
         return 1
-    results = score_limits(cases, args.limits_ml)
-    best = max(results, key=lambda r: r["score"])
+    best = max(results, key=lambda r: r["score"])  # the first of equal scores: earlier threshold, lower limits
+    at = f"threshold {best['threshold']:g}, lesion_threshold {best['lesion_threshold']:g}, " if args.thresholds else ""
     echo(render(results))
-    echo(f"\n{len(cases)} scans; highest score at min_tumour_volume_ml {best['min_tumour_volume_ml']:g}.")
+    echo(f"\n{len(cases)} scans; highest score at {at}min_tumour_volume_ml {best['min_tumour_volume_ml']:g}.")
     if args.json is not None:
         args.json.write_text(json.dumps({"runs": [str(r) for r in args.runs], "limits": results}, indent=2) + "\n")
     return 0

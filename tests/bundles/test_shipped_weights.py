@@ -222,11 +222,12 @@ def test_vestibular_world_box_overrides_the_localiser(vestibular_case, tmp_path)
 
 def test_vestibular_post_processing_keeps_one_tumour_without_specks(vestibular_case, tmp_path):
     """At a low threshold the fine network's faint responses become extra components: keep_largest_component keeps the
-    largest, min_tumour_volume_ml (here 0.02; the default is 0.05) drops those under 0.02 ml and keeps the others."""
+    largest, min_tumour_volume_ml (here 0.02; the default is 0.05) drops those under 0.02 ml and keeps the others, and
+    lesion_threshold 0.7 keeps those whose peak in the float32 probability map reaches 0.7."""
     centre = _tumour_centre_mm(vestibular_case)
-    runs = {"all": (False, 0), "largest": (True, 0), "no specks": (False, 0.02)}
+    runs = {"all": (False, 0, 0), "largest": (True, 0, 0), "no specks": (False, 0.02, 0), "confident": (False, 0, 0.7)}
     masks, reports = {}, {}
-    for name, (keep, min_ml) in runs.items():
+    for name, (keep, min_ml, lesion_threshold) in runs.items():
         out = tmp_path / name.replace(" ", "_")
         (reports[name],) = _infer(
             "vestibular_spvpa",
@@ -235,7 +236,9 @@ def test_vestibular_post_processing_keeps_one_tumour_without_specks(vestibular_c
             roi_center_mm=centre,
             keep_largest_component=keep,
             min_tumour_volume_ml=min_ml,
+            lesion_threshold=lesion_threshold,
             threshold=0.02,
+            quantize_prob=False,
         )
         masks[name] = np.asarray(nib.load(str(next(out.glob("*_seg.nii.gz")))).dataobj) > 0
     labels, count = ndimage.label(masks["all"], structure=CONNECTIVITY_26)
@@ -246,3 +249,9 @@ def test_vestibular_post_processing_keeps_one_tumour_without_specks(vestibular_c
     np.testing.assert_array_equal(masks["no specks"], np.isin(labels, 1 + np.flatnonzero(~specks)))
     assert reports["largest"]["num_lesions"] == 1 and reports["all"]["num_lesions"] == count
     assert reports["no specks"]["num_lesions"] == int((~specks).sum())
+    prob = np.asarray(nib.load(next((tmp_path / "all").glob("*_prob.nii.gz"))).dataobj)
+    confident = ndimage.maximum(prob, labels, index=np.arange(1, count + 1)) >= 0.7
+    assert confident.any() and not confident.all(), "precondition: confident and faint components at 0.02"
+    np.testing.assert_array_equal(masks["confident"], np.isin(labels, 1 + np.flatnonzero(confident)))
+    assert reports["confident"]["num_lesions"] == int(confident.sum())
+    assert reports["confident"]["lesion_threshold"] == 0.7

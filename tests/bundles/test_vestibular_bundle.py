@@ -294,7 +294,9 @@ def test_phantom_test_scores_the_good_cases_and_names_a_bad_one(trained, vestibu
 
 def test_speck_limit_reproduces_the_evaluate_post_processing_past_a_bad_case(trained, vestibular_phantoms, tmp_path):
     """``vestibular_spvpa.speck_limit`` on a run with the limit and the largest component off gives, at the config's
-    limit, each case's Dice of a run with the config's post-processing; ``checked_cases`` leaves a broken case out."""
+    limit, each case's Dice of a run with the config's post-processing, from the saved masks and, at the config's
+    threshold, from the saved probability maps; from those also at another threshold with a confidence limit
+    (``lesion_threshold``); ``checked_cases`` leaves a broken case out."""
     dataset = _with_broken_test_case(vestibular_phantoms, tmp_path / "dataset")
     every_case = (
         "$common.data.checked_cases(common.data.find_cases(@dataset_dir, section='test') "
@@ -307,33 +309,45 @@ def test_speck_limit_reproduces_the_evaluate_post_processing_past_a_bad_case(tra
         **common,
         min_tumour_volume_ml=0,
         keep_largest_component=False,
+        save_probabilities=True,
     )
     assert "broken.nii.gz" in raw.stdout + raw.stderr and "left out" in raw.stdout + raw.stderr
     _run(("train", "evaluate"), output_dir=str(tmp_path / "default"), **common)
-    default_rows = read_rows(tmp_path / "default" / "case_metrics.csv")
-    assert len(default_rows) == 6  # the five training cases and the good test case
-    limit = json.loads((CONFIGS / "evaluate.json").read_text(encoding="utf-8"))["min_tumour_volume_ml"]
-    out = tmp_path / "limits.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vestibular_spvpa.speck_limit",
-            str(tmp_path / "raw"),
-            "--limits-ml",
-            str(limit),
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    (scored,) = json.loads(out.read_text(encoding="utf-8"))["limits"]
-    dice = {c["case"]: c["dice"] for c in scored["cases"] if "dice" in c}
-    assert dice and dice == pytest.approx({r["case"]: r["dice"] for r in default_rows if r["ref_volume_ml"] > 0})
+    _run(("train", "evaluate"), output_dir=str(tmp_path / "confident"), **common, threshold=0.4, lesion_threshold=0.6)
+    assert not list((tmp_path / "default" / "predictions").glob("*_prob.nii.gz"))  # saved only when asked
+    evaluate = json.loads((CONFIGS / "evaluate.json").read_text(encoding="utf-8"))
+    default_cut = ["--thresholds", str(evaluate["threshold"])]
+    for name, cut, reference in (
+        ("masks", [], "default"),
+        ("probabilities", default_cut, "default"),
+        ("confident", ["--thresholds", "0.4", "--lesion-thresholds", "0.6"], "confident"),
+    ):
+        rows = read_rows(tmp_path / reference / "case_metrics.csv")
+        assert len(rows) == 6  # the five training cases and the good test case
+        expected = {r["case"]: r["dice"] for r in rows if r["ref_volume_ml"] > 0}
+        out = tmp_path / f"{name}.json"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vestibular_spvpa.speck_limit",
+                str(tmp_path / "raw"),
+                "--limits-ml",
+                str(evaluate["min_tumour_volume_ml"]),
+                *cut,
+                "--json",
+                str(out),
+            ],
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        (scored,) = json.loads(out.read_text(encoding="utf-8"))["limits"]
+        dice = {c["case"]: c["dice"] for c in scored["cases"] if "dice" in c}
+        # the probability maps are 8-bit: a voxel within 0.002 of the threshold may fall on the other side
+        assert dice and dice == pytest.approx(expected, abs=0.01 if cut else 1e-6), name
 
 
 def test_inference_on_anisotropic_lps_input_with_bad_cases_and_world_box(trained, vestibular_phantoms, tmp_path):

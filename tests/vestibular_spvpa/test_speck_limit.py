@@ -68,6 +68,38 @@ def test_a_mask_off_its_reference_grid_is_refused(run: Path) -> None:
         load_run(run)
 
 
+def test_thresholds_and_confidence_limits_cut_the_saved_probability_maps(tmp_path: Path) -> None:
+    """A tumour of 5 x 5 x 5 voxels drawn one voxel too wide at 0.6 probability (the 0.5 cut keeps that rim, 0.7 not)
+    and a tumour-free scan with a 0.027 ml blob whose peak is 0.8 (a confidence limit of 0.9 drops it, 0.8 not)."""
+    run = tmp_path / "run"
+    tumour = np.zeros((30, 30, 30), bool)
+    tumour[5:10, 5:10, 5:10] = True
+    prob = np.zeros((30, 30, 30), np.float32)
+    prob[4:11, 4:11, 4:11] = 0.6
+    prob[tumour] = 0.95
+    blob = np.zeros((30, 30, 30), np.float32)
+    blob[10:13, 10:13, 10:13] = 0.8
+    for case, probabilities, reference in (("tumour", prob, tumour), ("free", blob, np.zeros_like(tumour))):
+        _write_case(run, case, probabilities > 0.5, reference)
+        nib.save(nib.Nifti1Image(probabilities, AFFINE), run / "predictions" / f"{case}_prob.nii.gz")
+    with open(run / "case_metrics.csv", "w", encoding="utf-8", newline="") as f:
+        f.write("case,filename,dice\ntumour,/data/tumour.nii.gz,0.5\nfree,/data/free.nii.gz,0.5\n")
+    results = score_limits(load_run(run, min_threshold=0.5), [0.0, 0.2], [0.5, 0.7], [0.0, 0.8, 0.9])
+    by_setting = {(r["threshold"], r["lesion_threshold"], r["min_tumour_volume_ml"]): r for r in results}
+    assert len(by_setting) == 12
+    assert by_setting[(0.5, 0.0, 0.0)]["abs_rve_percent"] == pytest.approx(100 * (7**3 - 5**3) / 5**3)
+    assert by_setting[(0.7, 0.0, 0.0)]["dice_percent"] == 100.0 and by_setting[(0.7, 0.0, 0.0)]["abs_rve_percent"] == 0
+    assert by_setting[(0.7, 0.0, 0.2)]["tumours_dice_zero"] == 1  # 0.125 ml is under 0.2 ml once the rim is cut
+    assert [by_setting[(0.5, p, 0.0)]["tumour_free_with_mask"] for p in (0.0, 0.8, 0.9)] == [1, 1, 0]
+    assert by_setting[(0.7, 0.9, 0.0)]["score"] == 1.0  # the tumour's peak (0.95) reaches 0.9: kept
+    with pytest.raises(ValueError, match="needs the probability maps"):
+        score_limits(load_run(run), [0.0], lesion_thresholds=[0.9])
+    assert score_limits(load_run(run), [0.0])[0]["abs_rve_percent"] == by_setting[(0.5, 0.0, 0.0)]["abs_rve_percent"]
+    (run / "predictions" / "tumour_prob.nii.gz").unlink()
+    with pytest.raises(FileNotFoundError, match=r"tumour_prob\.nii\.gz of case tumour is missing"):
+        load_run(run, min_threshold=0.5)
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vestibular_spvpa.speck_limit", *args],
@@ -89,6 +121,8 @@ def test_cli_prints_the_table_writes_json_and_never_overwrites(run: Path, tmp_pa
     assert [r["min_tumour_volume_ml"] for r in written["limits"]] == [0.0, 0.05]
     again = _cli(str(run), "--json", str(out))
     assert again.returncode == 1 and "not overwritten" in again.stderr
+    unconfident = _cli(str(run), "--lesion-thresholds", "0.9")
+    assert unconfident.returncode == 1 and "needs the probability maps" in unconfident.stderr
     (run / "predictions" / "free_seg.nii.gz").unlink()
     missing = _cli(str(run))
     assert missing.returncode == 1 and "free_seg.nii.gz of case free is missing" in missing.stderr
