@@ -6,7 +6,8 @@ Each RUN is the ``output_dir`` of the bundle's evaluate config run with the spec
 thresholded network output and its reports (``reports/``) name each case's reference. For each limit the bundle's own
 post-processing is applied to those masks as ``evaluate.json`` applies it
 (:class:`common.transforms.RemoveSmallLesionsd` with that limit, then MONAI's ``KeepLargestConnectedComponentd``) and
-scored against the reference on the original grid. The table gives, per limit: the mean Dice, absolute RVE and ASSD of
+scored against the reference on the original grid. The table gives, per limit: the mean Dice, absolute and signed
+RVE (the signed one is positive when masks are too large on average: a bias a threshold could correct) and ASSD of
 the scans with a tumour, the tumours left with a Dice of 0, the tumour-free scans with a mask, and one **score**, the
 mean over all scans of the Dice for a scan with a tumour and, for a tumour-free scan, 1 for an empty mask and 0
 otherwise.
@@ -46,7 +47,7 @@ from monai.transforms.utils import generate_spatial_bounding_box
 
 from common.benchmarking.report import markdown_table
 from common.console import echo
-from common.evaluation.metrics.segmentation import dice, relative_volume_error, surface_distances_mm
+from common.evaluation.metrics.segmentation import dice, relative_volume_error, surface_distances_mm, volume_ml
 from common.evaluation.phantom_test import read_rows
 from common.transforms import RemoveSmallLesionsd, RemoveUnconfidentLesionsd
 
@@ -153,6 +154,7 @@ def score_limits(
                     "dice": dice(mask, reference),
                     "assd_mm": assd,
                     "rve_percent": relative_volume_error(mask, reference, affine),
+                    "signed_rve_percent": _signed_volume_error(mask, reference, affine),
                 }
                 entry["score"] = entry["dice"]
             else:
@@ -166,7 +168,8 @@ def score_limits(
                 "min_tumour_volume_ml": float(limit),
                 "score": float(np.mean([c["score"] for c in per_case])),
                 "dice_percent": 100 * _mean([c["dice"] for c in tumours]),
-                "abs_rve_percent": _mean([abs(c["rve_percent"]) for c in tumours]),
+                "abs_rve_percent": _mean([c["rve_percent"] for c in tumours]),
+                "signed_rve_percent": _mean([c["signed_rve_percent"] for c in tumours]),
                 "assd_mm": _mean([c["assd_mm"] for c in tumours]),
                 "tumours_dice_zero": sum(c["dice"] == 0 for c in tumours),
                 "num_tumours": len(tumours),
@@ -176,6 +179,11 @@ def score_limits(
             }
         )
     return results
+
+
+def _signed_volume_error(mask: np.ndarray, reference: np.ndarray, affine: np.ndarray) -> float:
+    """``100 * (V_pred - V_ref) / V_ref``: positive when the mask is too large (the RVE is its absolute value)."""
+    return 100.0 * (volume_ml(mask, affine) / volume_ml(reference, affine) - 1.0)
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -193,6 +201,7 @@ def render(results: Sequence[dict[str, Any]]) -> str:
         "Score",
         "Dice (%)",
         "Absolute RVE (%)",
+        "Signed RVE (%)",
         "ASSD (mm)",
         "Tumours with Dice 0",
         "Tumour-free scans with a mask",
@@ -204,6 +213,7 @@ def render(results: Sequence[dict[str, Any]]) -> str:
             f"{r['score']:.4f}",
             f"{r['dice_percent']:.2f}",
             f"{r['abs_rve_percent']:.2f}",
+            f"{r['signed_rve_percent']:+.2f}",
             f"{r['assd_mm']:.2f}",
             f"{r['tumours_dice_zero']} / {r['num_tumours']}",
             f"{r['tumour_free_with_mask']} / {r['num_tumour_free']}",

@@ -59,6 +59,7 @@ def test_each_limit_is_scored_as_the_config_post_processes(run: Path) -> None:
     # 0.2 ml removes the tumour too: its Dice is 0 and its ASSD undefined
     assert by_limit[0.2]["score"] == 0.5 and by_limit[0.2]["tumours_dice_zero"] == 1
     assert np.isnan(by_limit[0.2]["assd_mm"]) and by_limit[0.2]["abs_rve_percent"] == 100.0
+    assert by_limit[0.2]["signed_rve_percent"] == -100.0  # the mask is empty: too small
     assert [c["case"] for c in by_limit[0.2]["cases"]] == ["tumour", "free"]
 
 
@@ -87,7 +88,9 @@ def test_thresholds_and_confidence_limits_cut_the_saved_probability_maps(tmp_pat
     results = score_limits(load_run(run, min_threshold=0.5), [0.0, 0.2], [0.5, 0.7], [0.0, 0.8, 0.9])
     by_setting = {(r["threshold"], r["lesion_threshold"], r["min_tumour_volume_ml"]): r for r in results}
     assert len(by_setting) == 12
-    assert by_setting[(0.5, 0.0, 0.0)]["abs_rve_percent"] == pytest.approx(100 * (7**3 - 5**3) / 5**3)
+    too_large = 100 * (7**3 - 5**3) / 5**3
+    assert by_setting[(0.5, 0.0, 0.0)]["abs_rve_percent"] == pytest.approx(too_large)
+    assert by_setting[(0.5, 0.0, 0.0)]["signed_rve_percent"] == pytest.approx(too_large)  # drawn too large: positive
     assert by_setting[(0.7, 0.0, 0.0)]["dice_percent"] == 100.0 and by_setting[(0.7, 0.0, 0.0)]["abs_rve_percent"] == 0
     assert by_setting[(0.7, 0.0, 0.2)]["tumours_dice_zero"] == 1  # 0.125 ml is under 0.2 ml once the rim is cut
     assert [by_setting[(0.5, p, 0.0)]["tumour_free_with_mask"] for p in (0.0, 0.8, 0.9)] == [1, 1, 0]
