@@ -47,7 +47,7 @@ from monai.transforms.utils import generate_spatial_bounding_box
 
 from common.benchmarking.report import markdown_table
 from common.console import echo
-from common.evaluation.metrics.segmentation import dice, relative_volume_error, surface_distances_mm, volume_ml
+from common.evaluation.metrics.segmentation import dice, relative_volume_error, surface_distances_mm
 from common.evaluation.phantom_test import read_rows
 from common.transforms import RemoveSmallLesionsd, RemoveUnconfidentLesionsd
 
@@ -90,15 +90,15 @@ def load_run(
         saved, label = nib.load(mask_path), nib.load(reference)
         ref = np.asarray(label.dataobj) > 0.5
         if min_threshold is None:
-            raw = torch.from_numpy(np.asarray(saved.dataobj) > 0).to(torch.uint8)
-            found = raw.numpy() > 0
+            found = np.asarray(saved.dataobj) > 0
+            raw = found.astype(np.uint8)
         else:
-            raw = torch.from_numpy(np.asarray(saved.get_fdata(dtype=np.float32)))
-            found = raw.numpy() >= min_threshold
+            raw = saved.get_fdata(dtype=np.float32)
+            found = raw >= min_threshold
         if raw.shape != ref.shape or not np.allclose(saved.affine, label.affine, atol=1e-4):
             raise ValueError(f"{mask_path}: not on the grid of its reference {reference}.")
         box, affine = _crop(found | ref, label.affine)
-        output = MetaTensor(raw[box][None].clone(), affine=torch.as_tensor(affine))
+        output = MetaTensor(torch.from_numpy(raw[box].copy())[None], affine=torch.as_tensor(affine))
         cases.append((case, output, ref[box], affine))
     return cases
 
@@ -150,11 +150,12 @@ def score_limits(
             mask = np.asarray(postprocess({"mask": raw, "prob": raw})["mask"][0]) > 0
             if reference.any():
                 assd, _ = surface_distances_mm(mask, reference, affine)
+                signed_rve = relative_volume_error(mask, reference, affine, signed=True)
                 entry = {
                     "dice": dice(mask, reference),
                     "assd_mm": assd,
-                    "rve_percent": relative_volume_error(mask, reference, affine),
-                    "signed_rve_percent": _signed_volume_error(mask, reference, affine),
+                    "rve_percent": abs(signed_rve),
+                    "signed_rve_percent": signed_rve,
                 }
                 entry["score"] = entry["dice"]
             else:
@@ -179,11 +180,6 @@ def score_limits(
             }
         )
     return results
-
-
-def _signed_volume_error(mask: np.ndarray, reference: np.ndarray, affine: np.ndarray) -> float:
-    """``100 * (V_pred - V_ref) / V_ref``: positive when the mask is too large (the RVE is its absolute value)."""
-    return 100.0 * (volume_ml(mask, affine) / volume_ml(reference, affine) - 1.0)
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -142,12 +142,14 @@ def surface_distances_mm(pred: Any, ref: Any, affine: Any) -> tuple[float, float
     return float(assd.reshape(-1)[0]), float(hd95.reshape(-1)[0])
 
 
-def relative_volume_error(pred: Any, ref: Any, affine: Any) -> float:
+def relative_volume_error(pred: Any, ref: Any, affine: Any, signed: bool = False) -> float:
     """Relative volume error in percent, ``100 * |V_pred - V_ref| / V_ref`` (Wang et al. 2019), volumes in ml.
 
+    With ``signed`` the difference keeps its sign: positive when the prediction is too large.
     Returns NaN when the reference is empty.
     """
     v_pred, v_ref = volume_ml(pred, affine), volume_ml(ref, affine)
     if v_ref <= 0:
         return float("nan")
-    return 100.0 * abs(v_pred - v_ref) / v_ref
+    error = 100.0 * (v_pred - v_ref) / v_ref
+    return error if signed else abs(error)

@@ -152,5 +152,7 @@ def test_relative_volume_error():
     over = np.zeros_like(ref)
     over[0:4, 0:4, 0:5] = 1  # 80 voxels: |80 - 64| / 64 = 25 % as well (absolute error)
     assert relative_volume_error(over, ref, ANISO) == pytest.approx(25.0)
+    assert relative_volume_error(over, ref, ANISO, signed=True) == pytest.approx(25.0)  # too large: positive
+    assert relative_volume_error(pred, ref, ANISO, signed=True) == pytest.approx(-25.0)
     assert relative_volume_error(np.zeros_like(ref), ref, ANISO) == pytest.approx(100.0)
     assert math.isnan(relative_volume_error(pred, np.zeros_like(ref), ANISO))
